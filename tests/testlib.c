@@ -1,0 +1,23 @@
+#include "testlib.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int test_failures = 0;
+int test_checks = 0;
+
+int test_finish(const char *name) {
+  printf("%s: %d passed, %d failed\n", name, test_checks - test_failures, test_failures);
+  return test_failures ? 1 : 0;
+}
+
+const char *test_tmpdir(void) {
+  static char dir[256];
+  if (!dir[0]) {
+    const char *base = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/duet-test-%ld", base ? base : "/tmp", (long)getpid());
+    mkdir(dir, 0755);
+  }
+  return dir;
+}
