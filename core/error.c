@@ -26,9 +26,13 @@ int duet_err_prefix(duet_err *err, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
-  char old[sizeof err->msg];
-  memcpy(old, err->msg, sizeof old);
-  snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
+  /* Build prefix + message in place: shift the old text right, then copy the prefix in. */
+  size_t plen = strlen(prefix), mlen = strlen(err->msg), cap = sizeof err->msg - 1;
+  if (plen > cap) plen = cap;
+  if (plen + mlen > cap) mlen = cap - plen;
+  memmove(err->msg + plen, err->msg, mlen);
+  memcpy(err->msg, prefix, plen);
+  err->msg[plen + mlen] = '\0';
   return err->code;
 }
 

@@ -1,0 +1,81 @@
+/* The autograd tape of one step.
+ *
+ * A graph owns the step's arena. Ops (core/ops.h) allocate their outputs from it and, when
+ * gradients are enabled and an input requires one, append a node holding the backward
+ * function and what it saved. duet_backward() walks the nodes in reverse.
+ *
+ * Errors are sticky: an op given bad shapes records one message in the graph and returns
+ * NULL, later ops given NULL return NULL, and the caller checks duet_graph_ok() once,
+ * after building the whole expression. */
+#ifndef DUET_CORE_GRAPH_H
+#define DUET_CORE_GRAPH_H
+
+#include "core/arena.h"
+#include "core/backend.h"
+#include "core/error.h"
+#include "core/tensor.h"
+
+typedef struct duet_graph duet_graph;
+typedef struct duet_node duet_node;
+typedef void (*duet_backward_fn)(duet_graph *g, duet_node *node);
+
+struct duet_node {
+  const char *op;
+  duet_backward_fn backward;
+  duet_tensor *out;
+  duet_tensor **in; /* n_in inputs, in the op's argument order (entries may be NULL) */
+  int n_in;
+  duet_tensor *saved[4]; /* extra tensors the backward needs (e.g. layernorm's mean/rstd) */
+  double f[4];           /* scalar arguments */
+  int64_t i[8];          /* integer arguments */
+  void *extra;           /* op-specific arena data */
+  duet_node *prev;
+};
+
+struct duet_graph {
+  duet_arena arena;
+  duet_node *tail;
+  int64_t n_nodes;
+  int grad_enabled;
+  int failed;
+  duet_err err;
+};
+
+void duet_graph_init(duet_graph *g, size_t arena_bytes);
+/* Drops every tensor and node of the step and clears the error. */
+void duet_graph_reset(duet_graph *g);
+void duet_graph_free(duet_graph *g);
+
+static inline int duet_graph_ok(const duet_graph *g) { return !g->failed; }
+/* Copies the graph's first error into err (when failed) and returns its code. */
+int duet_graph_status(const duet_graph *g, duet_err *err);
+/* Records the first error; returns NULL so ops can `return duet_graph_fail(...)`. */
+void *duet_graph_fail(duet_graph *g, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Returns the previous setting. With gradients off no node is recorded (inference). */
+int duet_graph_set_grad_enabled(duet_graph *g, int enabled);
+
+/* Step tensors: header and storage from the arena, storage uninitialised (new) or zeroed. */
+duet_tensor *duet_graph_new(duet_graph *g, duet_dtype dt, duet_device dev, int ndim,
+                            const int64_t *shape);
+duet_tensor *duet_graph_zeros(duet_graph *g, duet_dtype dt, duet_device dev, int ndim,
+                              const int64_t *shape);
+duet_tensor *duet_graph_new_like(duet_graph *g, const duet_tensor *like);
+/* A step tensor holding a copy of host data (CPU layout, same dtype). */
+duet_tensor *duet_graph_from_host(duet_graph *g, duet_dtype dt, duet_device dev, int ndim,
+                                  const int64_t *shape, const void *host);
+void *duet_graph_alloc(duet_graph *g, size_t bytes); /* raw arena memory (sticky OOM error) */
+
+/* Appends a node when gradients are enabled and some input requires a gradient; marks out as
+ * requiring one. Returns the node (for saving extra state) or NULL when none was recorded. */
+duet_node *duet_graph_record(duet_graph *g, const char *op, duet_backward_fn backward,
+                             duet_tensor *out, int n_in, duet_tensor *const *inputs);
+
+/* t's gradient, created zeroed on first use (from the arena unless t is a parameter). */
+duet_tensor *duet_graph_grad(duet_graph *g, duet_tensor *t);
+
+/* Seeds d(loss)/d(loss) = 1 (loss must have one element) and runs the tape backwards.
+ * Parameter gradients accumulate (call duet_params_zero_grad between optimizer steps). */
+int duet_backward(duet_graph *g, duet_tensor *loss, duet_err *err);
+
+#endif
