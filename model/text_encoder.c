@@ -1,0 +1,105 @@
+#include "model/text_encoder.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void duet_text_encoder_make(duet_layer_builder *lb, duet_text_encoder *enc, const duet_model_config *cfg) {
+  memset(enc, 0, sizeof *enc);
+  enc->source = cfg->text_source;
+  enc->len = cfg->text_len;
+  enc->width = cfg->width_text;
+  enc->heads = cfg->heads_text;
+  enc->layers = cfg->text_source == DUET_TEXT_BYTES ? cfg->text_layers : 0;
+  if (enc->layers > DUET_TEXT_MAX_LAYERS) {
+    duet_err_set(lb->err, DUET_EINVAL, "model.text_layers=%d exceeds %d", enc->layers, DUET_TEXT_MAX_LAYERS);
+    lb->failed = 1;
+    return;
+  }
+  int w = enc->width;
+  int64_t vocab[2] = {DUET_TEXT_VOCAB, w}, pos[2] = {enc->len, w}, vec[1] = {w};
+  if (enc->source == DUET_TEXT_BYTES) {
+    enc->tok_emb = duet_layer_param(lb, "text", "tok_emb", 2, vocab, DUET_INIT_NORMAL, 0.02f);
+  } else {
+    duet_linear_layer_make(lb, &enc->emb_in, "text.emb_in", cfg->text_emb_dim, w, 1, 0);
+  }
+  enc->pos_emb = duet_layer_param(lb, "text", "pos_emb", 2, pos, DUET_INIT_NORMAL, 0.02f);
+  char p[128];
+  for (int i = 0; i < enc->layers; i++) {
+    duet_text_block *b = &enc->blocks[i];
+    snprintf(p, sizeof p, "text.blocks.%d", i);
+    b->ln1_w = duet_layer_param(lb, p, "ln1.weight", 1, vec, DUET_INIT_ONE, 0);
+    b->ln1_b = duet_layer_param(lb, p, "ln1.bias", 1, vec, DUET_INIT_ZERO, 0);
+    b->ln2_w = duet_layer_param(lb, p, "ln2.weight", 1, vec, DUET_INIT_ONE, 0);
+    b->ln2_b = duet_layer_param(lb, p, "ln2.bias", 1, vec, DUET_INIT_ZERO, 0);
+    snprintf(p, sizeof p, "text.blocks.%d.attn.qkv", i);
+    duet_linear_layer_make(lb, &b->qkv, p, w, 3 * w, 1, 0);
+    snprintf(p, sizeof p, "text.blocks.%d.attn.proj", i);
+    duet_linear_layer_make(lb, &b->proj, p, w, w, 1, 0);
+    snprintf(p, sizeof p, "text.blocks.%d.mlp", i);
+    duet_mlp_make(lb, &b->mlp, p, w, 4 * w);
+  }
+  enc->ln_f_w = duet_layer_param(lb, "text", "ln_f.weight", 1, vec, DUET_INIT_ONE, 0);
+  enc->ln_f_b = duet_layer_param(lb, "text", "ln_f.bias", 1, vec, DUET_INIT_ZERO, 0);
+}
+
+void duet_text_tokenize(const char *caption, int len, int32_t *ids, uint8_t *mask) {
+  int n = 0;
+  if (caption)
+    for (; caption[n] && n < len; n++) {
+      ids[n] = (int32_t)(unsigned char)caption[n] + 1;
+      mask[n] = 1;
+    }
+  for (; n < len; n++) {
+    ids[n] = 0;
+    mask[n] = 0;
+  }
+}
+
+/* Masked mean over tokens as one batched product: [B, 1, L] weights @ [B, L, W]. */
+static duet_tensor *masked_mean(duet_graph *g, duet_tensor *tokens, duet_tensor *mask) {
+  if (!tokens || !mask) return NULL;
+  int64_t B = tokens->shape[0], L = tokens->shape[1], W = tokens->shape[2];
+  int64_t ws[3] = {B, 1, L};
+  duet_tensor *wts = duet_graph_new(g, tokens->dtype, tokens->device, 3, ws);
+  if (!wts) return NULL;
+  const uint8_t *m = mask->data;
+  for (int64_t b = 0; b < B; b++) {
+    int64_t count = 0;
+    for (int64_t l = 0; l < L; l++) count += m[b * L + l] != 0;
+    for (int64_t l = 0; l < L; l++)
+      duet_tensor_set(wts, b * L + l, m[b * L + l] && count ? 1.0 / (double)count : 0.0);
+  }
+  duet_tensor *pooled = duet_matmul(g, wts, tokens, 0, 0);
+  int64_t ps[2] = {B, W};
+  return duet_reshape(g, pooled, 2, ps);
+}
+
+duet_tensor *duet_text_encode(duet_graph *g, const duet_text_encoder *enc, duet_tensor *text,
+                              duet_tensor *mask, duet_tensor **pooled) {
+  if (g->failed) return NULL;
+  if (!text || !mask) return duet_graph_fail(g, DUET_EINVAL, "text encoder: missing text or mask");
+  if (text->ndim < 2 || text->shape[1] != enc->len || mask->ndim != 2 || mask->shape[1] != enc->len)
+    return duet_graph_fail(g, DUET_EINVAL, "text encoder: expected %d tokens per caption", enc->len);
+  duet_tensor *x;
+  if (enc->source == DUET_TEXT_BYTES) {
+    if (text->dtype != DUET_I32) return duet_graph_fail(g, DUET_EINVAL, "text encoder: byte ids must be i32");
+    x = duet_embedding(g, enc->tok_emb, text);
+  } else {
+    x = duet_linear_layer_apply(g, &enc->emb_in, text);
+  }
+  x = duet_add(g, x, enc->pos_emb);
+  for (int i = 0; i < enc->layers; i++) {
+    const duet_text_block *b = &enc->blocks[i];
+    duet_tensor *h = duet_layernorm(g, x, b->ln1_w, b->ln1_b, 1e-6);
+    duet_tensor *qkv = duet_linear_layer_apply(g, &b->qkv, h);
+    int w = enc->width;
+    duet_tensor *q = duet_slice(g, qkv, 2, 0, w), *k = duet_slice(g, qkv, 2, w, w), *v = duet_slice(g, qkv, 2, 2 * w, w);
+    duet_tensor *a = duet_attention(g, q, k, v, mask, enc->heads);
+    x = duet_add(g, x, duet_linear_layer_apply(g, &b->proj, a));
+    h = duet_layernorm(g, x, b->ln2_w, b->ln2_b, 1e-6);
+    x = duet_add(g, x, duet_mlp_apply(g, &b->mlp, h));
+  }
+  x = duet_layernorm(g, x, enc->ln_f_w, enc->ln_f_b, 1e-6);
+  if (pooled) *pooled = masked_mean(g, x, mask);
+  return x;
+}
