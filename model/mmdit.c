@@ -9,15 +9,17 @@
 static int mlp_hidden(const duet_model_config *c, int width) { return (int)(c->mlp_ratio * width + 0.5); }
 
 static void stream_make(duet_layer_builder *lb, duet_stream_weights *s, const char *prefix, int width,
-                        int heads, int hidden) {
+                        int heads, int hidden, int pre_only) {
   char p[192];
   int64_t dh[1] = {width / heads};
+  s->pre_only = pre_only;
   snprintf(p, sizeof p, "%s.ada", prefix);
-  duet_linear_layer_make(lb, &s->ada, p, width, 6 * width, 1, 1);
+  duet_linear_layer_make(lb, &s->ada, p, width, (pre_only ? 2 : 6) * width, 1, 1);
   snprintf(p, sizeof p, "%s.attn.qkv", prefix);
   duet_linear_layer_make(lb, &s->qkv, p, width, 3 * width, 1, 0);
   s->q_norm = duet_layer_param(lb, prefix, "attn.q_norm.weight", 1, dh, DUET_INIT_ONE, 0);
   s->k_norm = duet_layer_param(lb, prefix, "attn.k_norm.weight", 1, dh, DUET_INIT_ONE, 0);
+  if (pre_only) return;
   snprintf(p, sizeof p, "%s.attn.proj", prefix);
   duet_linear_layer_make(lb, &s->proj, p, width, width, 1, 0);
   snprintf(p, sizeof p, "%s.mlp", prefix);
@@ -95,22 +97,23 @@ int duet_mmdit_create(duet_mmdit **out, const duet_model_config *cfg, duet_param
   char p[128];
   for (int i = 0; i < c->depth; i++) {
     duet_dual_block *b = &m->blocks[i];
+    int last = i == c->depth - 1;
     snprintf(p, sizeof p, "blocks.%d.video", i);
-    stream_make(lb, &b->video, p, c->width_video, c->heads_video, mlp_hidden(c, c->width_video));
+    stream_make(lb, &b->video, p, c->width_video, c->heads_video, mlp_hidden(c, c->width_video), 0);
     snprintf(p, sizeof p, "blocks.%d.audio", i);
-    stream_make(lb, &b->audio, p, c->width_audio, c->heads_audio, mlp_hidden(c, c->width_audio));
+    stream_make(lb, &b->audio, p, c->width_audio, c->heads_audio, mlp_hidden(c, c->width_audio), 0);
     if (cross) {
       snprintf(p, sizeof p, "blocks.%d.video_text", i);
-      stream_make(lb, &b->video_text, p, c->width_video, c->heads_video, mlp_hidden(c, c->width_video));
+      stream_make(lb, &b->video_text, p, c->width_video, c->heads_video, mlp_hidden(c, c->width_video), last);
       snprintf(p, sizeof p, "blocks.%d.audio_text", i);
-      stream_make(lb, &b->audio_text, p, c->width_audio, c->heads_audio, mlp_hidden(c, c->width_audio));
+      stream_make(lb, &b->audio_text, p, c->width_audio, c->heads_audio, mlp_hidden(c, c->width_audio), last);
       snprintf(p, sizeof p, "blocks.%d.audio_from_video", i);
       cross_make(lb, &b->audio_from_video, p, c->width_audio, c->heads_audio, c->width_video);
       snprintf(p, sizeof p, "blocks.%d.video_from_audio", i);
       cross_make(lb, &b->video_from_audio, p, c->width_video, c->heads_video, c->width_audio);
     } else {
       snprintf(p, sizeof p, "blocks.%d.text", i);
-      stream_make(lb, &b->text, p, c->width_text, c->heads_video, mlp_hidden(c, c->width_text));
+      stream_make(lb, &b->text, p, c->width_text, c->heads_video, mlp_hidden(c, c->width_text), last);
     }
   }
   if (c->single_depth > 0)
@@ -118,7 +121,7 @@ int duet_mmdit_create(duet_mmdit **out, const duet_model_config *cfg, duet_param
   for (int i = 0; i < c->single_depth; i++) {
     duet_single_block *s = &m->singles[i];
     snprintf(p, sizeof p, "singles.%d.av", i);
-    stream_make(lb, &s->av, p, c->width_video, c->heads_video, mlp_hidden(c, c->width_video));
+    stream_make(lb, &s->av, p, c->width_video, c->heads_video, mlp_hidden(c, c->width_video), 0);
     snprintf(p, sizeof p, "singles.%d.from_text", i);
     cross_make(lb, &s->from_text, p, c->width_video, c->heads_video, c->width_video);
   }
@@ -167,8 +170,9 @@ static void joint_block(duet_graph *g, stream_in *s, int n, duet_tensor *key_mas
   for (int i = 0; i < n; i++) {
     if (!s[i].x) return;
     int64_t w = s[i].x->shape[2];
+    int chunks = s[i].w->pre_only ? 2 : 6;
     s[i].mod = duet_linear_layer_apply(g, &s[i].w->ada, s[i].cond);
-    duet_tensor *h = duet_modulate(g, ln(g, s[i].x), chunk(g, s[i].mod, 0, 6), chunk(g, s[i].mod, 1, 6));
+    duet_tensor *h = duet_modulate(g, ln(g, s[i].x), chunk(g, s[i].mod, 0, chunks), chunk(g, s[i].mod, 1, chunks));
     duet_tensor *qkv = duet_linear_layer_apply(g, &s[i].w->qkv, h);
     duet_tensor *q = duet_head_rmsnorm(g, duet_slice(g, qkv, 2, 0, w), heads, s[i].w->q_norm);
     duet_tensor *k = duet_head_rmsnorm(g, duet_slice(g, qkv, 2, w, w), heads, s[i].w->k_norm);
@@ -186,8 +190,10 @@ static void joint_block(duet_graph *g, stream_in *s, int n, duet_tensor *key_mas
   for (int i = 0; i < n; i++) {
     if (g->failed) return;
     int64_t len = s[i].x->shape[1];
-    duet_tensor *oi = duet_slice(g, o, 1, start, len);
+    int64_t first = start;
     start += len;
+    if (s[i].w->pre_only) continue; /* nothing reads this stream after the block */
+    duet_tensor *oi = duet_slice(g, o, 1, first, len);
     duet_tensor *x = duet_gated_residual(g, s[i].x, chunk(g, s[i].mod, 2, 6),
                                          duet_linear_layer_apply(g, &s[i].w->proj, oi));
     duet_tensor *h = duet_modulate(g, ln(g, x), chunk(g, s[i].mod, 3, 6), chunk(g, s[i].mod, 4, 6));

@@ -22,8 +22,11 @@
 
 #define DUET_MMDIT_MAX_BLOCKS 64
 
-/* One stream's weights inside a joint attention block. */
+/* One stream's weights inside a joint attention block. A pre-only stream (the text streams of
+ * the last dual-stream block, whose outputs nothing reads) has no output projection or MLP,
+ * and its modulation gives only shift1 and scale1. */
 typedef struct duet_stream_weights {
+  int pre_only;
   duet_linear_layer ada; /* cond -> shift1, scale1, gate1, shift2, scale2, gate2 (zero init) */
   duet_linear_layer qkv;
   duet_tensor *q_norm, *k_norm; /* [Dh] */

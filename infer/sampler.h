@@ -1,0 +1,45 @@
+/* Sampling the flow in latent space: Euler or Heun steps from t = 1 (noise) to t = 0, with
+ * per-modality classifier-free guidance, for every task of the training mixture.
+ *
+ * Kept regions (the first frame of i2av, the first k frames of an extension, the outside of an
+ * inpainting mask, the whole video of v2a, ...) reach the network as [condition, mask]
+ * channels exactly as in training, and are copied into the result at the end. A modality that
+ * is left out (t2v's audio, t2a's video) stays pure noise at t = 1, as in training. */
+#ifndef DUET_INFER_SAMPLER_H
+#define DUET_INFER_SAMPLER_H
+
+#include "model/flow.h"
+
+typedef enum duet_sampler_kind { DUET_SAMPLER_EULER = 0, DUET_SAMPLER_HEUN = 1 } duet_sampler_kind;
+
+typedef struct duet_sample_params {
+  duet_task task;
+  duet_sampler_kind sampler;
+  int steps;
+  double cfg_video, cfg_audio; /* 1 = no guidance (one pass); > 1 adds an unconditional pass */
+  double time_shift;           /* schedule shift (>= 1 spends more steps at high noise) */
+  uint64_t seed;
+} duet_sample_params;
+
+void duet_sample_params_defaults(duet_sample_params *p);
+
+/* Conditions in latent space (host, f32); NULL where the task keeps nothing of a modality. */
+typedef struct duet_sample_condition {
+  const float *video;      /* [T,H,W,C] clean latent of what is kept */
+  const float *video_keep; /* [T,H,W] 1 = keep, 0 = generate (NULL: derived from the task) */
+  const float *audio;      /* [F,M] */
+  const float *audio_keep; /* [F] */
+  int keep_frames;         /* extend: video frames kept from the start (audio follows) */
+  const int32_t *text_ids; /* [L] caption bytes (byte encoder) */
+  const float *text_emb;   /* [L,D] (precomputed encoder) */
+  const uint8_t *text_mask;/* [L] */
+} duet_sample_condition;
+
+/* Called after each step with (step, steps); may be NULL. */
+typedef void (*duet_sample_progress)(int step, int steps, void *ctx);
+
+/* Writes video latent [T,H,W,C] and audio latent [F,M]. Deterministic in params->seed. */
+int duet_sample(duet_mmdit *m, const duet_sample_params *p, const duet_sample_condition *cond, float *video_out,
+                float *audio_out, duet_sample_progress progress, void *progress_ctx, duet_err *err);
+
+#endif
