@@ -15,9 +15,9 @@ static void stream_make(duet_layer_builder *lb, duet_stream_weights *s, const ch
   s->pre_only = pre_only;
   snprintf(p, sizeof p, "%s.ada", prefix);
   duet_linear_layer_make(lb, &s->ada, p, width, (pre_only ? 2 : 6) * width, 1, 1);
-  snprintf(p, sizeof p, "%s.attn.qkv", prefix);
-  duet_linear_layer_make(lb, &s->qkv, p, width, 3 * width, 1, 0);
-  s->q_norm = duet_layer_param(lb, prefix, "attn.q_norm.weight", 1, dh, DUET_INIT_ONE, 0);
+  snprintf(p, sizeof p, pre_only ? "%s.attn.kv" : "%s.attn.qkv", prefix);
+  duet_linear_layer_make(lb, &s->qkv, p, width, (pre_only ? 2 : 3) * width, 1, 0);
+  if (!pre_only) s->q_norm = duet_layer_param(lb, prefix, "attn.q_norm.weight", 1, dh, DUET_INIT_ONE, 0);
   s->k_norm = duet_layer_param(lb, prefix, "attn.k_norm.weight", 1, dh, DUET_INIT_ONE, 0);
   if (pre_only) return;
   snprintf(p, sizeof p, "%s.attn.proj", prefix);
@@ -164,36 +164,37 @@ typedef struct stream_in {
 } stream_in;
 
 /* Joint attention over n streams with separate weights, then each stream's MLP. Updates
- * s[i].x in place. */
+ * s[i].x in place. Every stream offers keys and values; pre-only streams ask no queries. */
 static void joint_block(duet_graph *g, stream_in *s, int n, duet_tensor *key_mask, int heads) {
   duet_tensor *qs[3], *ks[3], *vs[3];
+  int nq = 0;
   for (int i = 0; i < n; i++) {
     if (!s[i].x) return;
     int64_t w = s[i].x->shape[2];
-    int chunks = s[i].w->pre_only ? 2 : 6;
+    int pre = s[i].w->pre_only, chunks = pre ? 2 : 6;
     s[i].mod = duet_linear_layer_apply(g, &s[i].w->ada, s[i].cond);
     duet_tensor *h = duet_modulate(g, ln(g, s[i].x), chunk(g, s[i].mod, 0, chunks), chunk(g, s[i].mod, 1, chunks));
-    duet_tensor *qkv = duet_linear_layer_apply(g, &s[i].w->qkv, h);
-    duet_tensor *q = duet_head_rmsnorm(g, duet_slice(g, qkv, 2, 0, w), heads, s[i].w->q_norm);
-    duet_tensor *k = duet_head_rmsnorm(g, duet_slice(g, qkv, 2, w, w), heads, s[i].w->k_norm);
-    if (s[i].pos) {
-      q = duet_rope(g, q, s[i].pos, heads, s[i].spec);
-      k = duet_rope(g, k, s[i].pos, heads, s[i].spec);
-    }
-    qs[i] = q;
+    duet_tensor *proj = duet_linear_layer_apply(g, &s[i].w->qkv, h);
+    int64_t kv0 = pre ? 0 : w; /* [q,] k, v along channels */
+    duet_tensor *k = duet_head_rmsnorm(g, duet_slice(g, proj, 2, kv0, w), heads, s[i].w->k_norm);
+    if (s[i].pos) k = duet_rope(g, k, s[i].pos, heads, s[i].spec);
     ks[i] = k;
-    vs[i] = duet_slice(g, qkv, 2, 2 * w, w);
+    vs[i] = duet_slice(g, proj, 2, kv0 + w, w);
+    if (!pre) {
+      duet_tensor *q = duet_head_rmsnorm(g, duet_slice(g, proj, 2, 0, w), heads, s[i].w->q_norm);
+      if (s[i].pos) q = duet_rope(g, q, s[i].pos, heads, s[i].spec);
+      qs[nq++] = q;
+    }
   }
-  duet_tensor *o = duet_attention(g, duet_concat(g, qs, n, 1), duet_concat(g, ks, n, 1),
+  duet_tensor *o = duet_attention(g, duet_concat(g, qs, nq, 1), duet_concat(g, ks, n, 1),
                                   duet_concat(g, vs, n, 1), key_mask, heads);
   int64_t start = 0;
   for (int i = 0; i < n; i++) {
     if (g->failed) return;
-    int64_t len = s[i].x->shape[1];
-    int64_t first = start;
-    start += len;
     if (s[i].w->pre_only) continue; /* nothing reads this stream after the block */
-    duet_tensor *oi = duet_slice(g, o, 1, first, len);
+    int64_t len = s[i].x->shape[1];
+    duet_tensor *oi = duet_slice(g, o, 1, start, len);
+    start += len;
     duet_tensor *x = duet_gated_residual(g, s[i].x, chunk(g, s[i].mod, 2, 6),
                                          duet_linear_layer_apply(g, &s[i].w->proj, oi));
     duet_tensor *h = duet_modulate(g, ln(g, x), chunk(g, s[i].mod, 3, 6), chunk(g, s[i].mod, 4, 6));

@@ -23,8 +23,9 @@
 #define DUET_MMDIT_MAX_BLOCKS 64
 
 /* One stream's weights inside a joint attention block. A pre-only stream (the text streams of
- * the last dual-stream block, whose outputs nothing reads) has no output projection or MLP,
- * and its modulation gives only shift1 and scale1. */
+ * the last dual-stream block, whose outputs nothing reads) only offers keys and values: its
+ * qkv layer gives k and v, it has no q-norm, output projection or MLP, and its modulation
+ * gives only shift1 and scale1. */
 typedef struct duet_stream_weights {
   int pre_only;
   duet_linear_layer ada; /* cond -> shift1, scale1, gate1, shift2, scale2, gate2 (zero init) */

@@ -21,6 +21,17 @@ static int expect_zero(const duet_model_config *c, int task, const char *name) {
   char last[64];
   snprintf(last, sizeof last, "blocks.%d.video_from_audio.", c->depth - 1);
   if (video_loss_off && c->single_depth == 0 && contains(name, last)) return 1;
+  /* In joint fusion the last block's update of a loss-free modality reaches nothing either:
+   * its queries, output projection and MLP. */
+  if (c->fusion == DUET_FUSION_JOINT && c->single_depth == 0) {
+    const char *parts[3] = {"attn.q_norm.", "attn.proj.", "mlp."};
+    for (int i = 0; i < 3; i++) {
+      char v[96], a[96];
+      snprintf(v, sizeof v, "blocks.%d.video.%s", c->depth - 1, parts[i]);
+      snprintf(a, sizeof a, "blocks.%d.audio.%s", c->depth - 1, parts[i]);
+      if ((video_loss_off && contains(name, v)) || (audio_loss_off && contains(name, a))) return 1;
+    }
+  }
   return 0;
 }
 
