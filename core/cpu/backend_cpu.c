@@ -50,5 +50,8 @@ const duet_backend duet_cpu_backend = {
     .copy_to_host = cpu_copy,
     .gemm_batched = cpu_gemm_batched,
     .elementwise = &duet_cpu_elementwise_kernels,
-    /* .nn, .attention, .layout, .loss: see core/cpu/cpu_kernels.h */
+    .nn = &duet_cpu_nn_kernels,
+    .attention = &duet_cpu_attention_kernels,
+    .layout = &duet_cpu_layout_kernels,
+    .loss = &duet_cpu_loss_kernels,
 };

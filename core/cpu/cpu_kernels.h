@@ -3,8 +3,16 @@
 #define DUET_CORE_CPU_KERNELS_H
 
 #include "core/kernels_elementwise.h"
+#include "core/kernels_nn.h"
+#include "core/kernels_attention.h"
+#include "core/kernels_layout.h"
+#include "core/kernels_loss.h"
 
 extern const struct duet_kernels_elementwise duet_cpu_elementwise_kernels;
+extern const struct duet_kernels_nn duet_cpu_nn_kernels;
+extern const struct duet_kernels_attention duet_cpu_attention_kernels;
+extern const struct duet_kernels_layout duet_cpu_layout_kernels;
+extern const struct duet_kernels_loss duet_cpu_loss_kernels;
 
 /* Work at or above this many elements is split across OpenMP threads. */
 #define DUET_CPU_PARALLEL_MIN 32768
