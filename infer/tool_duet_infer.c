@@ -7,6 +7,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef DUET_HAVE_FFMPEG
+#include <libavutil/log.h>
+#endif
+
 #include "data/image.h"
 #include "data/media.h"
 #include "infer/pipeline.h"
@@ -157,6 +161,9 @@ int main(int argc, char **argv) {
       return 1;
     }
 
+#ifdef DUET_HAVE_FFMPEG
+  av_log_set_level(AV_LOG_ERROR); /* the encoders' own chatter is not ours to print */
+#endif
   duet_err err = {0};
   duet_pipeline *p = NULL;
   if (duet_pipeline_open(&p, ckpt, use_ema, &err) != DUET_OK) return fail(err.msg);
