@@ -35,15 +35,38 @@ typedef struct duet_clip {
   int n_events;
 } duet_clip;
 
+/* Checks that a shape can be stored: positive sizes, and audio as long as the video to within
+ * one frame (frames / fps against audio_samples / sample_rate), since a clip whose tracks
+ * differ in length cannot be in sync. Messages start with `path`. */
+int duet_clip_shape_check(const duet_clip_shape *shape, const char *path, duet_err *err);
+
 typedef struct duet_clip_writer duet_clip_writer;
 
+/* Writer options; all zero gives the defaults. */
+typedef struct duet_clip_writer_opts {
+  int overwrite;  /* 1: replace an existing file at path (on commit) */
+  int threads;    /* compression threads: 0 = one per online CPU; 1 = compress inside append */
+  int level;      /* deflate level 1..9; 0 = 1, the fastest, since the loader's inflate speed
+                     barely depends on it and files are written once */
+  int audio_i16;  /* 1: store audio as int16, round(x * 32768) clamped (half the bytes) */
+} duet_clip_writer_opts;
+
 /* Creates `path` (written as path + ".tmp" until closed). Fails if `path` exists and
- * overwrite is 0. */
+ * overwrite is 0. Same as duet_clip_writer_open_opts with {overwrite} and defaults. */
 int duet_clip_writer_open(duet_clip_writer **w, const char *path, const duet_clip_shape *shape,
                           int overwrite, duet_err *err);
+int duet_clip_writer_open_opts(duet_clip_writer **w, const char *path,
+                               const duet_clip_shape *shape, const duet_clip_writer_opts *opts,
+                               duet_err *err);
+/* Copies the clip and returns: video and audio are compressed on the writer's threads and
+ * stored in order as they finish, so a generator calling append in a loop keeps every core
+ * busy without batching clips itself. The caller may reuse its buffers at once. An error in a
+ * clip compressed in the background is returned by a later append or by close. Not for
+ * concurrent use by several threads. */
 int duet_clip_writer_append(duet_clip_writer *w, const duet_clip *clip, duet_err *err);
 int64_t duet_clip_writer_count(const duet_clip_writer *w);
-/* commit=1: flush, close and rename into place; commit=0: close and delete. Frees w. */
+/* commit=1: flush, close, fsync and rename into place; commit=0: close and delete. Frees w,
+ * also when committing fails (the temporary file is then deleted). */
 int duet_clip_writer_close(duet_clip_writer *w, int commit, duet_err *err);
 
 typedef struct duet_clip_file duet_clip_file;
@@ -54,6 +77,10 @@ const duet_clip_shape *duet_clip_file_shape(const duet_clip_file *f);
 int64_t duet_clip_file_count(const duet_clip_file *f);
 int duet_clip_file_has_text_emb(const duet_clip_file *f);
 int duet_clip_file_has_events(const duet_clip_file *f);
+int duet_clip_file_has_source(const duet_clip_file *f);
+/* 1 when audio is stored as int16 (read back as float, divided by 32768). */
+int duet_clip_file_audio_is_i16(const duet_clip_file *f);
+const char *duet_clip_file_path(const duet_clip_file *f);
 /* Reads clip i into caller buffers: video [T*H*W*3], audio [S] (either may be NULL to skip).
  * caption/source, when not NULL, receive malloc'd strings the caller frees. events, when not
  * NULL, receives up to max_events times and *n_events their count (NaN padding dropped). */
@@ -62,6 +89,7 @@ int duet_clip_file_read(duet_clip_file *f, int64_t i, uint8_t *video, float *aud
                         duet_err *err);
 int duet_clip_file_read_text_emb(duet_clip_file *f, int64_t i, float *text_emb,
                                  uint8_t *text_mask, duet_err *err);
+/* A file object serves one thread at a time; open the file twice to read from two. */
 void duet_clip_file_close(duet_clip_file *f);
 
 #endif
