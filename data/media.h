@@ -33,7 +33,7 @@ int duet_media_read(const char *path, const duet_media_opts *opts, duet_media *o
 void duet_media_free(duet_media *m);
 
 /* Writes an MP4 (H.264 yuv420p + AAC) atomically: path + ".tmp", then rename. audio may be
- * NULL for a silent-track-free video. */
+ * NULL for a video without sound; samples outside [-1, 1] are clipped and NaN is silence. */
 int duet_media_write_mp4(const char *path, const uint8_t *video, int frames, int height,
                          int width, double fps, const float *audio, int64_t audio_samples,
                          int sample_rate, duet_err *err);

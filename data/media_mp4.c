@@ -258,7 +258,13 @@ static int put_audio_until(mp4_writer *m, int64_t until, int last) {
     if (rc >= 0) rc = av_frame_get_buffer(m->aframe, 0);
     if (rc < 0) return fail(m, DUET_ENOMEM, "out of memory", rc);
     float *dst = (float *)m->aframe->data[0];
-    memcpy(dst, m->aud + m->aud_pos, (size_t)n * sizeof(float));
+    /* AAC takes [-1, 1]; far outside it the encoder's rate loop crawls for minutes, and a
+     * model's raw output can be anywhere. Clip (NaN to silence) like any sound card would. */
+    const float *src = m->aud + m->aud_pos;
+    for (int i = 0; i < n; i++) {
+      float v = src[i];
+      dst[i] = v != v ? 0.0f : v > 1.0f ? 1.0f : v < -1.0f ? -1.0f : v;
+    }
     for (int i = n; i < m->aframe->nb_samples; i++) dst[i] = 0.0f;
     m->aframe->pts = m->aud_pos;
     m->aud_pos += n;

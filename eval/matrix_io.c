@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t dtype_size(duet_dtype t) {
+static size_t dtype_size(duet_npy_dtype t) {
   switch (t) {
     case DUET_DT_U8: return 1;
     case DUET_DT_I16: return 2;
@@ -19,7 +19,7 @@ static size_t dtype_size(duet_dtype t) {
   return 0;
 }
 
-static int parse_descr(const char *d, duet_dtype *t) {
+static int parse_descr(const char *d, duet_npy_dtype *t) {
   /* '|u1', '<i2', '<f4' ...; '=' or '|' mean native, which is little-endian here. */
   if (!d[0] || !d[1]) return -1;
   if (d[0] == '>') return -1;

@@ -7,11 +7,11 @@
 
 #include "core/error.h"
 
-typedef enum duet_dtype { DUET_DT_U8, DUET_DT_I16, DUET_DT_I32, DUET_DT_I64, DUET_DT_F32,
-                          DUET_DT_F64 } duet_dtype;
+typedef enum duet_npy_dtype { DUET_DT_U8, DUET_DT_I16, DUET_DT_I32, DUET_DT_I64, DUET_DT_F32,
+                          DUET_DT_F64 } duet_npy_dtype;
 
 typedef struct duet_npy {
-  duet_dtype dtype;
+  duet_npy_dtype dtype;
   int ndim;           /* 0..4 */
   int64_t shape[4];
   int64_t count;      /* product of shape */

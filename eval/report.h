@@ -9,14 +9,9 @@
 #include <cjson/cJSON.h>
 
 #include "core/error.h"
+#include "core/fileio.h" /* duet_mkdir_p, duet_write_file_atomic */
 #include "eval/eval.h"
 #include "eval/quality.h"
-
-/* Creates dir and its parents (mode 0755); an existing folder is fine. */
-int duet_mkdir_p(const char *dir, duet_err *err);
-
-/* Writes len bytes to path + ".tmp", then renames it to path. */
-int duet_write_file_atomic(const char *path, const void *data, size_t len, duet_err *err);
 
 /* Pretty-printed JSON, atomically. Non-finite numbers come out as null. */
 int duet_write_json(const char *path, const cJSON *root, duet_err *err);
