@@ -2,16 +2,108 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "core/kernels_elementwise.h"
+
+#ifdef DUET_HAVE_CUDA
+/* The CUDA backend's first recorded error (core/cuda/cuda_backend.h). */
+int duet_cuda_status(duet_err *err);
+#endif
+
+/* ---- device step arena ---- */
+
+#define DEV_ALIGN 256
+
+static size_t dev_align_up(size_t n) { return (n + DEV_ALIGN - 1) & ~(size_t)(DEV_ALIGN - 1); }
+
+static duet_dev_block *dev_block_new(duet_dev_arena *a, size_t size) {
+  const duet_backend *be = duet_backend_get(a->device);
+  if (!be) return NULL;
+  size = dev_align_up(size);
+  duet_dev_block *b = malloc(sizeof *b);
+  if (!b) return NULL;
+  b->base = be->alloc(size);
+  if (!b->base) {
+    free(b);
+    return NULL;
+  }
+  b->size = size;
+  b->used = 0;
+  b->next = NULL;
+  a->capacity += size;
+  a->device_allocs++;
+  return b;
+}
+
+static void dev_blocks_free(duet_dev_arena *a, duet_dev_block *b) {
+  const duet_backend *be = b ? duet_backend_get(a->device) : NULL;
+  while (b) {
+    duet_dev_block *next = b->next;
+    if (be) be->free(b->base);
+    free(b);
+    b = next;
+  }
+}
+
+void duet_dev_arena_init(duet_dev_arena *a, duet_device dev) {
+  memset(a, 0, sizeof *a);
+  a->device = dev;
+}
+
+void *duet_dev_arena_alloc(duet_dev_arena *a, size_t bytes) {
+  size_t need = dev_align_up(bytes ? bytes : 1);
+  duet_dev_block *b = a->head;
+  if (!b || b->size - b->used < need) {
+    /* Grow geometrically so a first step needs only a handful of blocks. */
+    size_t size = a->capacity > need ? a->capacity : need;
+    if (size < ((size_t)1 << 20)) size = (size_t)1 << 20;
+    duet_dev_block *nb = dev_block_new(a, size);
+    if (!nb) return NULL;
+    nb->next = a->head;
+    a->head = nb;
+    b = nb;
+  }
+  void *p = b->base + b->used;
+  b->used += need;
+  a->used += need;
+  if (a->used > a->high_water) a->high_water = a->used;
+  return p;
+}
+
+void duet_dev_arena_reset(duet_dev_arena *a) {
+  if (a->head && a->head->next) {
+    /* Several blocks: replace them by one that holds the largest step seen so far. Freeing
+     * device memory waits for the device, so no kernel of the step still uses it. */
+    size_t want = a->high_water > a->capacity ? a->high_water : a->capacity;
+    dev_blocks_free(a, a->head);
+    a->head = NULL;
+    a->capacity = 0;
+    a->head = dev_block_new(a, want);
+  } else if (a->head) {
+    a->head->used = 0;
+  }
+  a->used = 0;
+}
+
+void duet_dev_arena_free(duet_dev_arena *a) {
+  dev_blocks_free(a, a->head);
+  duet_dev_arena_init(a, a->device);
+}
+
+/* ---- graph ---- */
 
 void duet_graph_init(duet_graph *g, size_t arena_bytes) {
   memset(g, 0, sizeof *g);
   duet_arena_init(&g->arena, arena_bytes);
+  duet_dev_arena_init(&g->dev_arena, DUET_CUDA);
   g->grad_enabled = 1;
 }
 
 void duet_graph_reset(duet_graph *g) {
   duet_arena_reset(&g->arena);
+  duet_dev_arena_reset(&g->dev_arena);
   g->tail = NULL;
   g->n_nodes = 0;
   g->failed = 0;
@@ -20,11 +112,17 @@ void duet_graph_reset(duet_graph *g) {
 
 void duet_graph_free(duet_graph *g) {
   duet_arena_free(&g->arena);
+  duet_dev_arena_free(&g->dev_arena);
   memset(g, 0, sizeof *g);
 }
 
 int duet_graph_status(const duet_graph *g, duet_err *err) {
-  if (!g->failed) return DUET_OK;
+  if (!g->failed) {
+#ifdef DUET_HAVE_CUDA
+    if (g->dev_arena.head) return duet_cuda_status(err);
+#endif
+    return DUET_OK;
+  }
   if (err) *err = g->err;
   return g->err.code;
 }
@@ -62,18 +160,28 @@ duet_tensor *duet_graph_new(duet_graph *g, duet_dtype dt, duet_device dev, int n
     return duet_graph_fail(g, err.code, "%s", err.msg);
   const duet_backend *be = duet_backend_get(dev);
   if (!be) return duet_graph_fail(g, DUET_ENOTSUP, "device %d has no backend in this build", (int)dev);
-  /* Arena memory is host memory; a device backend keeps its own step arena (core/cuda/). */
-  if (dev != DUET_CPU)
-    return duet_graph_fail(g, DUET_ENOTSUP, "step tensors on device %d need that backend's arena", (int)dev);
-  t->data = duet_graph_alloc(g, duet_tensor_bytes(t));
-  if (!t->data) return NULL;
+  if (dev == DUET_CPU) {
+    t->data = duet_graph_alloc(g, duet_tensor_bytes(t));
+    if (!t->data) return NULL;
+    return t;
+  }
+  /* Device storage comes from the graph's device arena; the header stays in host memory. */
+  if (dev != g->dev_arena.device)
+    return duet_graph_fail(g, DUET_ENOTSUP, "step tensors on device %d have no arena", (int)dev);
+  t->data = duet_dev_arena_alloc(&g->dev_arena, duet_tensor_bytes(t));
+  if (!t->data)
+    return duet_graph_fail(g, DUET_ENOMEM, "out of device memory: the step's device arena could not grow by %zu bytes",
+                           duet_tensor_bytes(t));
   return t;
 }
 
 duet_tensor *duet_graph_zeros(duet_graph *g, duet_dtype dt, duet_device dev, int ndim,
                               const int64_t *shape) {
   duet_tensor *t = duet_graph_new(g, dt, dev, ndim, shape);
-  if (t) memset(t->data, 0, duet_tensor_bytes(t));
+  if (t) {
+    if (dev == DUET_CPU) memset(t->data, 0, duet_tensor_bytes(t));
+    else duet_backend_get(dev)->zero(t->data, duet_tensor_bytes(t));
+  }
   return t;
 }
 
@@ -131,11 +239,26 @@ int duet_backward(duet_graph *g, duet_tensor *loss, duet_err *err) {
     return duet_err_set(err, DUET_EINVAL, "backward: loss does not depend on anything that requires a gradient");
   duet_tensor *seed = duet_graph_grad(g, loss);
   if (!seed) return duet_graph_status(g, err);
-  duet_tensor_set(seed, 0, duet_tensor_get(seed, 0) + 1.0);
+  if (loss->device == DUET_CPU) {
+    duet_tensor_set(seed, 0, duet_tensor_get(seed, 0) + 1.0);
+  } else {
+    /* Device memory is not host-addressable: copy a 1 of the loss's dtype over and add it. */
+    unsigned char host[8] = {0};
+    duet_tensor h;
+    int64_t one_shape = 1;
+    int rc = duet_tensor_init_header(&h, loss->dtype, DUET_CPU, 1, &one_shape, err);
+    if (rc != DUET_OK) return rc;
+    h.data = host;
+    duet_tensor_set(&h, 0, 1.0);
+    duet_tensor *one = duet_graph_from_host(g, loss->dtype, loss->device, 1, &one_shape, host);
+    if (!one) return duet_graph_status(g, err);
+    duet_backend_get(loss->device)->elementwise->axpy(1.0, one, seed);
+  }
   for (duet_node *n = g->tail; n; n = n->prev) {
     if (!n->out->grad) continue; /* nothing downstream of this node reached the loss */
     n->backward(g, n);
     if (g->failed) return duet_graph_status(g, err);
   }
+  if (loss->device != DUET_CPU) return duet_graph_status(g, err);
   return DUET_OK;
 }

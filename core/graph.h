@@ -15,6 +15,32 @@
 #include "core/error.h"
 #include "core/tensor.h"
 
+/* Step memory on a device: a bump allocator like duet_arena (core/arena.h) over blocks of
+ * device memory taken from the device backend's alloc (cudaMalloc for the GPU). The first
+ * step grows it block by block; the reset after it folds all blocks into one block as large
+ * as the step needed, so from the second step on a step of the same shape allocates no
+ * device memory. The block list is host memory; nothing is allocated until the first use. */
+typedef struct duet_dev_block {
+  struct duet_dev_block *next;
+  size_t size, used;
+  unsigned char *base; /* device memory */
+} duet_dev_block;
+
+typedef struct duet_dev_arena {
+  duet_device device;
+  duet_dev_block *head; /* current block; older ones follow */
+  size_t used;          /* bytes handed out since the last reset, all blocks */
+  size_t high_water;    /* most bytes ever handed out between two resets */
+  size_t capacity;      /* bytes in all blocks */
+  int64_t device_allocs; /* blocks allocated from the device so far (ever) */
+} duet_dev_arena;
+
+void duet_dev_arena_init(duet_dev_arena *a, duet_device dev);
+/* 256-byte aligned device memory; NULL when the device has no backend or no memory left. */
+void *duet_dev_arena_alloc(duet_dev_arena *a, size_t bytes);
+void duet_dev_arena_reset(duet_dev_arena *a);
+void duet_dev_arena_free(duet_dev_arena *a);
+
 typedef struct duet_graph duet_graph;
 typedef struct duet_node duet_node;
 typedef void (*duet_backward_fn)(duet_graph *g, duet_node *node);
@@ -33,7 +59,8 @@ struct duet_node {
 };
 
 struct duet_graph {
-  duet_arena arena;
+  duet_arena arena;         /* host: tape, headers, CPU tensors */
+  duet_dev_arena dev_arena; /* storage of DUET_CUDA step tensors */
   duet_node *tail;
   int64_t n_nodes;
   int grad_enabled;
@@ -47,7 +74,9 @@ void duet_graph_reset(duet_graph *g);
 void duet_graph_free(duet_graph *g);
 
 static inline int duet_graph_ok(const duet_graph *g) { return !g->failed; }
-/* Copies the graph's first error into err (when failed) and returns its code. */
+/* Copies the graph's first error into err (when failed) and returns its code. A graph that
+ * has put tensors on the GPU also reports the CUDA backend's first error (a kernel that could
+ * not run; see core/cuda/cuda_backend.h). */
 int duet_graph_status(const duet_graph *g, duet_err *err);
 /* Records the first error; returns NULL so ops can `return duet_graph_fail(...)`. */
 void *duet_graph_fail(duet_graph *g, int code, const char *fmt, ...)
@@ -55,13 +84,15 @@ void *duet_graph_fail(duet_graph *g, int code, const char *fmt, ...)
 /* Returns the previous setting. With gradients off no node is recorded (inference). */
 int duet_graph_set_grad_enabled(duet_graph *g, int enabled);
 
-/* Step tensors: header and storage from the arena, storage uninitialised (new) or zeroed. */
+/* Step tensors: header from the arena, storage from the arena of the tensor's device (the
+ * host arena for DUET_CPU, dev_arena for DUET_CUDA), uninitialised (new) or zeroed. */
 duet_tensor *duet_graph_new(duet_graph *g, duet_dtype dt, duet_device dev, int ndim,
                             const int64_t *shape);
 duet_tensor *duet_graph_zeros(duet_graph *g, duet_dtype dt, duet_device dev, int ndim,
                               const int64_t *shape);
 duet_tensor *duet_graph_new_like(duet_graph *g, const duet_tensor *like);
-/* A step tensor holding a copy of host data (CPU layout, same dtype). */
+/* A step tensor holding a copy of host data (CPU layout, same dtype), copied to the device
+ * when dev is not the CPU. */
 duet_tensor *duet_graph_from_host(duet_graph *g, duet_dtype dt, duet_device dev, int ndim,
                                   const int64_t *shape, const void *host);
 void *duet_graph_alloc(duet_graph *g, size_t bytes); /* raw arena memory (sticky OOM error) */
@@ -75,7 +106,8 @@ duet_node *duet_graph_record(duet_graph *g, const char *op, duet_backward_fn bac
 duet_tensor *duet_graph_grad(duet_graph *g, duet_tensor *t);
 
 /* Seeds d(loss)/d(loss) = 1 (loss must have one element) and runs the tape backwards.
- * Parameter gradients accumulate (call duet_params_zero_grad between optimizer steps). */
+ * Parameter gradients accumulate (call duet_params_zero_grad between optimizer steps). A loss
+ * on the GPU is seeded by a copy to the device, never a host write. */
 int duet_backward(duet_graph *g, duet_tensor *loss, duet_err *err);
 
 #endif
