@@ -5,40 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/config.h"
 #include "core/safetensors.h"
 #include "model/config_keys.h"
 
-static void config_groups(duet_cfg_group g[3], duet_model_config *mc, duet_flow_config *fc,
-                          duet_audio_codec_config *ac) {
-  g[0] = (duet_cfg_group){duet_model_keys, duet_model_key_count, mc};
-  g[1] = (duet_cfg_group){duet_flow_keys, duet_flow_key_count, fc};
-  g[2] = (duet_cfg_group){duet_audio_keys, duet_audio_key_count, ac};
-}
-
-int duet_pipeline_config_text(const duet_model_config *mc, const duet_flow_config *fc,
-                              const duet_audio_codec_config *ac, char **text, duet_err *err) {
-  duet_model_config m = *mc;
-  duet_flow_config f = *fc;
-  duet_audio_codec_config a = *ac;
-  duet_cfg_group g[3];
-  config_groups(g, &m, &f, &a);
-  return duet_config_format_multi(g, 3, text, err);
-}
-
-int duet_pipeline_config_parse(const char *text, const char *origin, duet_model_config *mc, duet_flow_config *fc,
-                               duet_audio_codec_config *ac, duet_err *err) {
-  duet_model_config_defaults(mc);
-  duet_flow_config_defaults(fc);
-  duet_audio_codec_config_default(ac);
-  duet_cfg_group g[3];
-  config_groups(g, mc, fc, ac);
-  return duet_config_load_string_multi(g, 3, text, origin, err);
+int duet_pipeline_config_text(const duet_pipeline *p, char **text, duet_err *err) {
+  return duet_model_config_text(&p->model_cfg, &p->flow_cfg, &p->audio_settings, text, err);
 }
 
 int duet_pipeline_create(duet_pipeline **out, const duet_model_config *mc, const duet_flow_config *fc,
-                         const duet_audio_codec_config *ac, duet_err *err) {
+                         const duet_audio_settings *as, duet_err *err) {
   *out = NULL;
+  duet_audio_codec_config codec_cfg;
+  duet_audio_settings_to_codec(as, &codec_cfg);
+  const duet_audio_codec_config *ac = &codec_cfg;
   int rc = duet_model_config_validate(mc, err);
   if (rc) return rc;
   if (mc->video_channels != 3)
@@ -54,6 +33,7 @@ int duet_pipeline_create(duet_pipeline **out, const duet_model_config *mc, const
   if (!p) return duet_err_set(err, DUET_ENOMEM, "out of memory for the pipeline");
   p->model_cfg = *mc;
   p->flow_cfg = *fc;
+  p->audio_settings = *as;
   p->audio_cfg = *ac;
   duet_params_init(&p->params);
   if ((rc = duet_video_codec_init(&p->video, DUET_VIDEO_CODEC_PIXELS, err)) ||
@@ -97,13 +77,13 @@ int duet_pipeline_open(duet_pipeline **out, const char *ckpt_dir, int use_ema, d
   const char *text = duet_st_meta(meta_file, DUET_CONFIG_META_KEY);
   duet_model_config mc;
   duet_flow_config fc;
-  duet_audio_codec_config ac;
+  duet_audio_settings as;
   if (!text)
     rc = duet_err_set(err, DUET_EFORMAT, "%s: no '%s' metadata: not a duet checkpoint", mpath, DUET_CONFIG_META_KEY);
   else
-    rc = duet_pipeline_config_parse(text, mpath, &mc, &fc, &ac, err);
+    rc = duet_model_config_parse(text, mpath, &mc, &fc, &as, err);
   duet_pipeline *p = NULL;
-  if (!rc) rc = duet_pipeline_create(&p, &mc, &fc, &ac, err);
+  if (!rc) rc = duet_pipeline_create(&p, &mc, &fc, &as, err);
   if (!rc) {
     duet_st_load_opts opts = {NULL, 0, 0, 1, 0};
     rc = duet_st_load_params(f, &p->params, &opts, NULL, err);

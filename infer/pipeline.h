@@ -9,14 +9,13 @@
 
 #include "infer/sampler.h"
 #include "model/audio_codec.h"
+#include "model/config_keys.h"
 #include "model/video_codec.h"
-
-/* Metadata key of the config text in model.safetensors. */
-#define DUET_CONFIG_META_KEY "duet.config"
 
 typedef struct duet_pipeline {
   duet_model_config model_cfg;
   duet_flow_config flow_cfg;
+  duet_audio_settings audio_settings;
   duet_audio_codec_config audio_cfg;
   duet_param_set params;
   duet_mmdit *model;
@@ -26,17 +25,14 @@ typedef struct duet_pipeline {
 
 /* Builds the model and codecs from configs (random weights until loaded). */
 int duet_pipeline_create(duet_pipeline **out, const duet_model_config *mc, const duet_flow_config *fc,
-                         const duet_audio_codec_config *ac, duet_err *err);
+                         const duet_audio_settings *as, duet_err *err);
 /* Opens <ckpt_dir>/model.safetensors (or ema.safetensors when use_ema and present), reads the
  * config it carries, builds the pipeline and loads the weights. */
 int duet_pipeline_open(duet_pipeline **out, const char *ckpt_dir, int use_ema, duet_err *err);
 void duet_pipeline_free(duet_pipeline *p);
 
-/* The config text stored with a checkpoint, and its inverse. Caller frees *text. */
-int duet_pipeline_config_text(const duet_model_config *mc, const duet_flow_config *fc,
-                              const duet_audio_codec_config *ac, char **text, duet_err *err);
-int duet_pipeline_config_parse(const char *text, const char *origin, duet_model_config *mc, duet_flow_config *fc,
-                               duet_audio_codec_config *ac, duet_err *err);
+/* The config text a checkpoint made from this pipeline would carry (duet_model_config_text). */
+int duet_pipeline_config_text(const duet_pipeline *p, char **text, duet_err *err);
 
 /* A request in pixels and samples. Every input must have the model's frame size, rate and
  * length (frames up to the model's; audio up to its samples); shorter inputs are allowed

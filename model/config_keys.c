@@ -63,14 +63,61 @@ const duet_cfg_key duet_flow_keys[] = {
 };
 const int duet_flow_key_count = (int)(sizeof duet_flow_keys / sizeof duet_flow_keys[0]);
 
-#define A(name, type, lo, hi, help) {"audio", #name, type, offsetof(duet_audio_codec_config, name), lo, hi, NULL, help}
+#define A(name, type, lo, hi, help) {"audio", #name, type, offsetof(duet_audio_settings, name), lo, hi, NULL, help}
 
 const duet_cfg_key duet_audio_keys[] = {
-    A(sample_rate, DUET_CFG_INT, 1000, 384000, "waveform sample rate (Hz)"),
+    A(sample_rate, DUET_CFG_INT, 1000, 384000, "waveform sample rate (Hz; must equal the data's)"),
     A(n_fft, DUET_CFG_INT, 16, 65536, "STFT size"),
-    A(hop, DUET_CFG_INT, 1, 65536, "samples between frames (sample_rate / hop = model.audio_rate)"),
-    A(win_length, DUET_CFG_INT, 1, 65536, "Hann window length"),
-    A(n_mels, DUET_CFG_INT, 1, 1024, "mel bands (= model.audio_channels)"),
-    A(gl_iters, DUET_CFG_INT, 0, 10000, "Griffin-Lim iterations when decoding"),
+    A(hop, DUET_CFG_INT, 1, 65536, "samples between mel frames (sample_rate / hop = model.audio_rate)"),
+    A(win_length, DUET_CFG_INT, 1, 65536, "Hann window length (<= n_fft, >= hop)"),
+    A(n_mels, DUET_CFG_INT, 1, 4096, "mel bands (= model.audio_channels)"),
+    A(norm_mean, DUET_CFG_DOUBLE, -1e3, 1e3, "latent = (log mel - norm_mean) / norm_std"),
+    A(norm_std, DUET_CFG_DOUBLE, 1e-6, 1e3, "see norm_mean"),
+    A(gl_iters, DUET_CFG_INT, 0, 100000, "Griffin-Lim iterations when decoding"),
 };
 const int duet_audio_key_count = (int)(sizeof duet_audio_keys / sizeof duet_audio_keys[0]);
+
+void duet_audio_settings_default(duet_audio_settings *s) {
+  duet_audio_codec_config ac;
+  duet_audio_codec_config_default(&ac);
+  *s = (duet_audio_settings){ac.sample_rate, ac.n_fft, ac.hop, ac.win_length, ac.n_mels,
+                             ac.norm_mean, ac.norm_std, ac.gl_iters};
+}
+
+void duet_audio_settings_to_codec(const duet_audio_settings *s, duet_audio_codec_config *out) {
+  duet_audio_codec_config_default(out);
+  out->sample_rate = s->sample_rate;
+  out->n_fft = s->n_fft;
+  out->hop = s->hop;
+  out->win_length = s->win_length;
+  out->n_mels = s->n_mels;
+  out->norm_mean = (float)s->norm_mean;
+  out->norm_std = (float)s->norm_std;
+  out->gl_iters = s->gl_iters;
+}
+
+static void groups(duet_cfg_group g[3], duet_model_config *mc, duet_flow_config *fc, duet_audio_settings *as) {
+  g[0] = (duet_cfg_group){duet_model_keys, duet_model_key_count, mc};
+  g[1] = (duet_cfg_group){duet_flow_keys, duet_flow_key_count, fc};
+  g[2] = (duet_cfg_group){duet_audio_keys, duet_audio_key_count, as};
+}
+
+int duet_model_config_text(const duet_model_config *mc, const duet_flow_config *fc, const duet_audio_settings *as,
+                           char **text, duet_err *err) {
+  duet_model_config m = *mc;
+  duet_flow_config f = *fc;
+  duet_audio_settings a = *as;
+  duet_cfg_group g[3];
+  groups(g, &m, &f, &a);
+  return duet_config_format_multi(g, 3, text, err);
+}
+
+int duet_model_config_parse(const char *text, const char *origin, duet_model_config *mc, duet_flow_config *fc,
+                            duet_audio_settings *as, duet_err *err) {
+  duet_model_config_defaults(mc);
+  duet_flow_config_defaults(fc);
+  duet_audio_settings_default(as);
+  duet_cfg_group g[3];
+  groups(g, mc, fc, as);
+  return duet_config_load_string_multi(g, 3, text, origin, err);
+}

@@ -55,8 +55,8 @@ static int make_ckpt(const char *run_dir, duet_err *err) {
   duet_model_config mc = tiny_model();
   duet_flow_config fc;
   duet_flow_config_defaults(&fc);
-  duet_audio_codec_config ac;
-  duet_audio_codec_config_default(&ac);
+  duet_audio_settings ac;
+  duet_audio_settings_default(&ac);
   ac.gl_iters = 4;
   duet_pipeline *p = NULL;
   int rc = duet_pipeline_create(&p, &mc, &fc, &ac, err);
@@ -68,7 +68,7 @@ static int make_ckpt(const char *run_dir, duet_err *err) {
       if (d[j] == 0.0f) d[j] = 0.01f * (float)((j * 7 + i) % 13 - 6);
   }
   char *text = NULL;
-  rc = duet_pipeline_config_text(&p->model_cfg, &p->flow_cfg, &p->audio_cfg, &text, err);
+  rc = duet_pipeline_config_text(p, &text, err);
   if (!rc) {
     const char *meta[3] = {DUET_CONFIG_META_KEY, text, NULL};
     duet_train_state st;

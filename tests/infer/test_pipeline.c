@@ -25,7 +25,7 @@ static duet_model_config tiny(void) {
 /* Saves a checkpoint of a fresh pipeline into <dir>/step_000000 with its config metadata. */
 static int save_ckpt(duet_pipeline *p, const char *dir, duet_err *err) {
   char *text = NULL;
-  int rc = duet_pipeline_config_text(&p->model_cfg, &p->flow_cfg, &p->audio_cfg, &text, err);
+  int rc = duet_pipeline_config_text(p, &text, err);
   if (rc) return rc;
   const char *meta[3] = {DUET_CONFIG_META_KEY, text, NULL};
   duet_train_state st;
@@ -46,8 +46,8 @@ int main(void) {
   duet_model_config mc = tiny();
   duet_flow_config fc;
   duet_flow_config_defaults(&fc);
-  duet_audio_codec_config ac;
-  duet_audio_codec_config_default(&ac);
+  duet_audio_settings ac;
+  duet_audio_settings_default(&ac);
   ac.gl_iters = 4;
   duet_pipeline *p = NULL;
   CHECK_MSG(duet_pipeline_create(&p, &mc, &fc, &ac, &err) == DUET_OK, "%s", err.msg);
@@ -67,8 +67,8 @@ int main(void) {
   if (!q) return test_finish("infer_pipeline");
   /* Same config (compared as text: the structs have padding). */
   char *tp = NULL, *tq = NULL;
-  duet_pipeline_config_text(&p->model_cfg, &p->flow_cfg, &p->audio_cfg, &tp, &err);
-  duet_pipeline_config_text(&q->model_cfg, &q->flow_cfg, &q->audio_cfg, &tq, &err);
+  duet_pipeline_config_text(p, &tp, &err);
+  duet_pipeline_config_text(q, &tq, &err);
   CHECK(tp && tq && strcmp(tp, tq) == 0 && strstr(tp, "width_video = 32"));
   free(tp);
   free(tq);
