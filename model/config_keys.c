@@ -2,65 +2,75 @@
 
 #include <stddef.h>
 
+#define NO_RANGE 1, 0 /* min > max: no range check */
+
 static const char *const fusion_names[] = {"cross", "joint", NULL};
-static const char *const text_names[] = {"bytes", "precomputed", NULL};
-static const char *const time_names[] = {"uniform", "logit_normal", NULL};
+static const char *const text_source_names[] = {"bytes", "precomputed", NULL};
+static const char *const time_sampling_names[] = {"uniform", "logit_normal", NULL};
 
 #define M(name, type, lo, hi, help) {"model", #name, type, offsetof(duet_model_config, name), lo, hi, NULL, help}
-
 const duet_cfg_key duet_model_keys[] = {
-    M(video_frames, DUET_CFG_INT, 1, 1e9, "video latent frames per clip"),
-    M(video_height, DUET_CFG_INT, 1, 1e9, "video latent height"),
-    M(video_width, DUET_CFG_INT, 1, 1e9, "video latent width"),
-    M(video_channels, DUET_CFG_INT, 1, 1e9, "video latent channels (3 for pixels)"),
-    M(patch_t, DUET_CFG_INT, 1, 1e9, "video patch size in time"),
-    M(patch_h, DUET_CFG_INT, 1, 1e9, "video patch height"),
-    M(patch_w, DUET_CFG_INT, 1, 1e9, "video patch width"),
-    M(fps, DUET_CFG_DOUBLE, 1e-3, 1e4, "video latent frames per second"),
-    M(audio_frames, DUET_CFG_INT, 1, 1e9, "audio latent frames per clip"),
-    M(audio_channels, DUET_CFG_INT, 1, 1e9, "audio latent channels (mel bands)"),
-    M(patch_a, DUET_CFG_INT, 1, 1e9, "audio frames per token"),
-    M(audio_rate, DUET_CFG_DOUBLE, 1e-3, 1e6, "audio latent frames per second"),
-    M(width_video, DUET_CFG_INT, 1, 1e9, "video branch width"),
-    M(width_audio, DUET_CFG_INT, 1, 1e9, "audio branch width"),
-    M(width_text, DUET_CFG_INT, 1, 1e9, "text encoder width"),
-    M(heads_video, DUET_CFG_INT, 1, 1e9, "attention heads, video branch"),
-    M(heads_audio, DUET_CFG_INT, 1, 1e9, "attention heads, audio branch"),
-    M(heads_text, DUET_CFG_INT, 1, 1e9, "attention heads, text encoder"),
+    M(video_frames, DUET_CFG_INT, 1, 4096, "video latent frames per clip (pixels: the clip's frames)"),
+    M(video_height, DUET_CFG_INT, 1, 8192, "video latent height (pixels: frame height after cropping)"),
+    M(video_width, DUET_CFG_INT, 1, 8192, "video latent width (pixels: frame width after cropping)"),
+    M(video_channels, DUET_CFG_INT, 1, 1024, "video latent channels (pixels: 3)"),
+    M(patch_t, DUET_CFG_INT, 1, 64, "video patch size in time (latent frames per token)"),
+    M(patch_h, DUET_CFG_INT, 1, 256, "video patch height"),
+    M(patch_w, DUET_CFG_INT, 1, 256, "video patch width"),
+    M(fps, DUET_CFG_DOUBLE, 0, 1e4, "video latent frames per second (must equal the data's fps)"),
+    M(audio_frames, DUET_CFG_INT, 1, 1 << 20, "audio latent frames per clip (ceil(samples / audio.hop))"),
+    M(audio_channels, DUET_CFG_INT, 1, 4096, "audio latent channels (must equal audio.n_mels)"),
+    M(patch_a, DUET_CFG_INT, 1, 256, "audio latent frames per token"),
+    M(audio_rate, DUET_CFG_DOUBLE, 0, 1e6, "audio latent frames per second (audio.sample_rate / audio.hop)"),
+    M(width_video, DUET_CFG_INT, 2, 65536, "video branch width"),
+    M(width_audio, DUET_CFG_INT, 2, 65536, "audio branch width"),
+    M(width_text, DUET_CFG_INT, 2, 65536, "text encoder width"),
+    M(heads_video, DUET_CFG_INT, 1, 1024, "video attention heads (width_video / heads must be even)"),
+    M(heads_audio, DUET_CFG_INT, 1, 1024, "audio attention heads"),
+    M(heads_text, DUET_CFG_INT, 1, 1024, "text encoder attention heads"),
     M(depth, DUET_CFG_INT, 0, 64, "dual-stream blocks"),
-    M(single_depth, DUET_CFG_INT, 0, 64, "single-stream tail blocks (equal branch widths)"),
-    M(mlp_ratio, DUET_CFG_DOUBLE, 0.25, 16, "MLP hidden width / width"),
-    {"model", "fusion", DUET_CFG_ENUM, offsetof(duet_model_config, fusion), 1, 0, fusion_names,
-     "cross: per-branch attention + A<->V cross-attention; joint: one attention over all"},
-    {"model", "text_source", DUET_CFG_ENUM, offsetof(duet_model_config, text_source), 1, 0, text_names,
-     "bytes: built-in byte-level encoder; precomputed: the dataset's text_emb"},
-    M(text_len, DUET_CFG_INT, 1, 1e9, "caption tokens (bytes)"),
-    M(text_layers, DUET_CFG_INT, 0, 32, "built-in text encoder depth"),
-    M(text_emb_dim, DUET_CFG_INT, 0, 1e6, "width of precomputed text embeddings"),
-    M(rope_time_pairs, DUET_CFG_INT, 1, 1e9, "rotary pairs per head on the shared time axis"),
-    M(rope_theta, DUET_CFG_DOUBLE, 1, 1e9, "rotary base"),
-    M(rope_time_scale, DUET_CFG_DOUBLE, 1e-6, 1e6, "time positions = seconds * this"),
-    M(ref_video_frames, DUET_CFG_INT, 0, 1e6, "reference video frames (0 = none)"),
-    M(ref_audio_frames, DUET_CFG_INT, 0, 1e6, "reference audio latent frames (0 = none)"),
+    M(single_depth, DUET_CFG_INT, 0, 64, "single-stream blocks after them (need equal branch widths)"),
+    M(mlp_ratio, DUET_CFG_DOUBLE, 0, 64, "MLP hidden width / branch width"),
+    {"model", "fusion", DUET_CFG_ENUM, offsetof(duet_model_config, fusion), NO_RANGE, fusion_names,
+     "cross: per-branch attention with its text, then A<->V cross-attention; joint: one attention over all"},
+    {"model", "text_source", DUET_CFG_ENUM, offsetof(duet_model_config, text_source), NO_RANGE, text_source_names,
+     "bytes: built-in byte-level encoder on captions; precomputed: the data's /text_emb"},
+    M(text_len, DUET_CFG_INT, 1, 65536, "text tokens per caption (bytes: longer captions are cut)"),
+    M(text_layers, DUET_CFG_INT, 0, 64, "built-in text encoder layers"),
+    M(text_emb_dim, DUET_CFG_INT, 0, 65536, "width D of precomputed embeddings (text_source = precomputed)"),
+    M(rope_time_pairs, DUET_CFG_INT, 1, 4096, "rotary pairs per head on the shared time axis"),
+    M(rope_theta, DUET_CFG_DOUBLE, 0, 1e12, "rotary base frequency"),
+    M(rope_time_scale, DUET_CFG_DOUBLE, 0, 1e9, "rotary time positions per second"),
+    M(ref_video_frames, DUET_CFG_INT, 0, 4096, "reference video frames at negative times (0: none)"),
+    M(ref_audio_frames, DUET_CFG_INT, 0, 1 << 20, "reference audio latent frames (0: none)"),
 };
+#undef M
 const int duet_model_key_count = (int)(sizeof duet_model_keys / sizeof duet_model_keys[0]);
 
 #define F(name, type, lo, hi, help) {"flow", #name, type, offsetof(duet_flow_config, name), lo, hi, NULL, help}
-#define TASK(i, key) {"flow", key, DUET_CFG_DOUBLE, offsetof(duet_flow_config, task_prob) + (i) * sizeof(double), 0, 1e6, NULL, "relative weight of this task in the mixture"}
-
+#define TASK(name, id)                                                                                    \
+  {"flow", "task_" #name, DUET_CFG_DOUBLE, offsetof(duet_flow_config, task_prob) + (id) * sizeof(double), \
+   0, 1e6, NULL, "relative weight of task " #name " in the training mixture"}
 const duet_cfg_key duet_flow_keys[] = {
-    {"flow", "time_sampling", DUET_CFG_ENUM, offsetof(duet_flow_config, time_sampling), 1, 0, time_names,
-     "flow time distribution during training"},
-    F(logit_mean, DUET_CFG_DOUBLE, -10, 10, "logit-normal mean"),
-    F(logit_std, DUET_CFG_DOUBLE, 1e-3, 10, "logit-normal standard deviation"),
-    F(time_shift, DUET_CFG_DOUBLE, 1e-3, 1e3, "t' = s t / (1 + (s - 1) t); raise for larger grids"),
-    F(weight_video, DUET_CFG_DOUBLE, 0, 1e6, "video loss weight"),
-    F(weight_audio, DUET_CFG_DOUBLE, 0, 1e6, "audio loss weight"),
-    F(text_dropout, DUET_CFG_DOUBLE, 0, 1, "probability of an empty caption (for guidance)"),
-    TASK(DUET_TASK_T2AV, "task_t2av"), TASK(DUET_TASK_I2AV, "task_i2av"), TASK(DUET_TASK_EXTEND, "task_extend"),
-    TASK(DUET_TASK_INPAINT, "task_inpaint"), TASK(DUET_TASK_V2A, "task_v2a"), TASK(DUET_TASK_A2V, "task_a2v"),
-    TASK(DUET_TASK_T2V, "task_t2v"), TASK(DUET_TASK_T2A, "task_t2a"),
+    {"flow", "time_sampling", DUET_CFG_ENUM, offsetof(duet_flow_config, time_sampling), NO_RANGE,
+     time_sampling_names, "flow time distribution: uniform, or logit_normal = sigmoid(N(logit_mean, logit_std))"},
+    F(logit_mean, DUET_CFG_DOUBLE, -20, 20, "mean of the logit-normal time distribution"),
+    F(logit_std, DUET_CFG_DOUBLE, 1e-6, 20, "standard deviation of the logit-normal time distribution"),
+    F(time_shift, DUET_CFG_DOUBLE, 1e-6, 1e6, "time shift s: t' = s t / (1 + (s - 1) t); 1 = none, > 1 for larger grids"),
+    F(weight_video, DUET_CFG_DOUBLE, 0, 1e6, "weight of the video loss in the total"),
+    F(weight_audio, DUET_CFG_DOUBLE, 0, 1e6, "weight of the audio loss in the total"),
+    F(text_dropout, DUET_CFG_DOUBLE, 0, 1, "probability of an empty caption (for classifier-free guidance)"),
+    TASK(t2av, DUET_TASK_T2AV),
+    TASK(i2av, DUET_TASK_I2AV),
+    TASK(extend, DUET_TASK_EXTEND),
+    TASK(inpaint, DUET_TASK_INPAINT),
+    TASK(v2a, DUET_TASK_V2A),
+    TASK(a2v, DUET_TASK_A2V),
+    TASK(t2v, DUET_TASK_T2V),
+    TASK(t2a, DUET_TASK_T2A),
 };
+#undef F
+#undef TASK
 const int duet_flow_key_count = (int)(sizeof duet_flow_keys / sizeof duet_flow_keys[0]);
 
 #define A(name, type, lo, hi, help) {"audio", #name, type, offsetof(duet_audio_settings, name), lo, hi, NULL, help}

@@ -25,8 +25,9 @@ build/bin/duet-synth --out "$out/clips.h5" --count "$clips" --size 32 --seconds 
   --objects 1 --seed 1 --force
 
 stamp "training configs/tiny.ini"
+rm -rf "$out/run" # the quickstart's own run folder: every quickstart trains afresh
 train_args=(--config configs/tiny.ini --set "data.path=$out/clips.h5" --set "train.run_dir=$out/run")
-if [ -n "$steps" ]; then train_args+=(--set "train.steps=$steps"); fi
+if [ -n "$steps" ]; then train_args+=(--set "train.steps=$steps" --set "train.warmup=$(( steps / 10 ))"); fi
 build/bin/duet-train "${train_args[@]}"
 
 stamp "sampling: \"$prompt\""

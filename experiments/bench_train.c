@@ -1,0 +1,208 @@
+/* Training throughput and memory of the shipped configs on this machine, as a Markdown table.
+ *
+ *   build/bin/bench_train [--steps N] [--configs tiny,small] [--threads T] [--batch B]
+ *
+ * For each config (configs/<name>.ini under DUET_SOURCE_DIR, or the current directory) it
+ * writes a clip file of that config's shape with random content, builds the trainer on it
+ * (no validation, no checkpoints, no logs) and times N optimizer steps after 2 warm-up steps,
+ * data loading and audio encoding included. --batch overrides the configs' data.batch (and
+ * sets accum to 1), for configs whose batch does not fit a small machine. Each config runs in its own child process so
+ * that the peak resident memory (getrusage maxrss) is that config's alone. Tokens are video
+ * plus audio tokens (text tokens not counted). duet-train runs with OMP_WAIT_POLICY=PASSIVE
+ * unless the environment sets it (train/tool_duet_train.c); this program takes the
+ * environment as it is, so that both policies can be measured. */
+#include <errno.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "core/fileio.h"
+#include "core/rng.h"
+#include "data/clips.h"
+#include "train/trainer.h"
+
+typedef struct result {
+  int ok;
+  char err[1024];
+  long long params;
+  int tokens_per_clip, clips_per_step;
+  int steps;
+  double seconds;
+  double cpu_seconds; /* user + system time of the timed steps, all threads */
+  double rss_mib;
+} result;
+
+static double cpu_now(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Random pixels and noise in the config's shape: throughput does not depend on content. */
+static int write_clips(const duet_train_config *c, const char *path, int n, duet_err *err) {
+  const duet_model_config *m = &c->model;
+  int64_t samples = (int64_t)m->audio_frames * c->audio.hop;
+  duet_clip_shape shape = {m->fps, c->audio.sample_rate, m->video_frames, m->video_height, m->video_width, samples, 0, 0, 0};
+  duet_clip_writer_opts wo = {.overwrite = 1, .threads = 1};
+  duet_clip_writer *w;
+  int rc = duet_clip_writer_open_opts(&w, path, &shape, &wo, err);
+  if (rc) return rc;
+  size_t vbytes = (size_t)m->video_frames * m->video_height * m->video_width * 3;
+  uint8_t *video = malloc(vbytes);
+  float *audio = malloc(sizeof(float) * (size_t)samples);
+  for (int i = 0; i < n && !rc; i++) {
+    duet_rng r = duet_rng_make(1, (uint64_t)i);
+    for (size_t j = 0; j < vbytes; j++) video[j] = (uint8_t)duet_rng_u32(&r);
+    duet_rng_fill_uniform_f32(1, 1000 + (uint64_t)i, 0, audio, samples, -0.5f, 0.5f);
+    duet_clip clip = {.video = video, .audio = audio, .caption = "a small red wooden ball bounces twice on a blue floor"};
+    rc = duet_clip_writer_append(w, &clip, err);
+  }
+  free(video);
+  free(audio);
+  int rc2 = duet_clip_writer_close(w, rc == 0, rc ? NULL : err);
+  return rc ? rc : rc2;
+}
+
+static void run_config(const char *name, int steps, int batch, result *res) {
+  memset(res, 0, sizeof *res);
+  duet_err err = {0};
+  const char *src = getenv("DUET_SOURCE_DIR");
+  char ini[DUET_PATH_MAX], dir[300], data[320], run[320];
+  snprintf(ini, sizeof ini, "%s/configs/%s.ini", src ? src : ".", name);
+  snprintf(dir, sizeof dir, "%s/duet-bench-train-%ld", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid());
+  snprintf(data, sizeof data, "%s/clips.h5", dir);
+  snprintf(run, sizeof run, "%s/run", dir);
+  duet_train_config c;
+  duet_train_config_defaults(&c);
+  int rc = duet_train_config_load(&c, ini, &err);
+  if (batch > 0) c.data.batch = batch, c.train.accum = 1;
+  if (!rc) rc = duet_mkdir_p(dir, &err);
+  const int warm = 2;
+  int clips = c.data.batch * c.train.accum * (steps + warm) + 1;
+  if (!rc) rc = write_clips(&c, data, clips, &err);
+  snprintf(c.data.path, sizeof c.data.path, "%s", data);
+  snprintf(c.train.run_dir, sizeof c.train.run_dir, "%s", run);
+  c.data.val_clips = 0;
+  c.train.log_every = c.train.val_every = c.train.ckpt_every = 0;
+  duet_trainer *t = NULL;
+  duet_trainer_opts o = {.cfg = &c};
+  if (!rc) rc = duet_trainer_create(&t, &o, &err);
+  double t0 = 0, c0 = 0;
+  for (int s = 0; !rc && s < warm + steps; s++) {
+    if (s == warm) t0 = now(), c0 = cpu_now();
+    rc = duet_trainer_step(t, NULL, &err);
+  }
+  if (!rc) {
+    res->seconds = now() - t0;
+    res->cpu_seconds = cpu_now() - c0;
+    res->steps = steps;
+    int64_t n = duet_params_numel(duet_trainer_params(t));
+    res->params = (long long)n;
+    res->tokens_per_clip = duet_model_video_tokens(&c.model) + duet_model_audio_tokens(&c.model);
+    res->clips_per_step = c.data.batch * c.train.accum;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    res->rss_mib = ru.ru_maxrss / 1024.0;
+    res->ok = 1;
+  } else {
+    snprintf(res->err, sizeof res->err, "%s", err.msg);
+  }
+  duet_trainer_free(t);
+  duet_remove_tree(dir, NULL);
+}
+
+static void cpu_name(char *buf, size_t size) {
+  snprintf(buf, size, "unknown CPU");
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (!f) return;
+  char line[512];
+  while (fgets(line, sizeof line, f))
+    if (!strncmp(line, "model name", 10)) {
+      char *v = strchr(line, ':');
+      if (v) {
+        v += 2;
+        v[strcspn(v, "\n")] = '\0';
+        snprintf(buf, size, "%s", v);
+      }
+      break;
+    }
+  fclose(f);
+}
+
+int main(int argc, char **argv) {
+  int steps = 10, threads = 0, batch = 0;
+  char configs[256] = "tiny,small";
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--configs") && i + 1 < argc) snprintf(configs, sizeof configs, "%s", argv[++i]);
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+    else {
+      fprintf(stderr, "usage: bench_train [--steps N] [--configs tiny,small] [--threads T] [--batch B]\n");
+      return 1;
+    }
+  }
+  if (steps < 1) steps = 1;
+  if (threads > 0) {
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+  }
+  char cpu[256], date[64];
+  cpu_name(cpu, sizeof cpu);
+  time_t tt = time(NULL);
+  strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&tt));
+  struct utsname un;
+  uname(&un);
+  double load[3] = {0};
+  getloadavg(load, 3);
+  const char *wait = getenv("OMP_WAIT_POLICY");
+  printf("## %s, %s, %ld CPUs (%s %s), %d OpenMP threads, OMP_WAIT_POLICY=%s, load average %.1f at start\n\n",
+         date, cpu, sysconf(_SC_NPROCESSORS_ONLN), un.sysname, un.release, omp_get_max_threads(),
+         wait ? wait : "(unset)", load[0]);
+  printf("| config | parameters | tokens/clip | clips/step | steps timed | s/step | steps/s | tokens/s | CPU s/step | peak RSS MiB | PyTorch tokens/s |\n");
+  printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+  fflush(stdout);
+  for (char *name = strtok(configs, ","); name; name = strtok(NULL, ",")) {
+    int fd[2];
+    if (pipe(fd) != 0) return 1;
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(fd[0]);
+      result r;
+      run_config(name, steps, batch, &r);
+      ssize_t w = write(fd[1], &r, sizeof r);
+      _exit(w == (ssize_t)sizeof r ? 0 : 1);
+    }
+    close(fd[1]);
+    result r;
+    memset(&r, 0, sizeof r);
+    ssize_t got = read(fd[0], &r, sizeof r);
+    close(fd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    if (got != (ssize_t)sizeof r || !r.ok) {
+      printf("| %s | failed: %s | | | | | | | | | |\n", name, got == (ssize_t)sizeof r ? r.err : "child died");
+      continue;
+    }
+    double sps = r.steps / r.seconds;
+    printf("| %s | %lld | %d | %d | %d | %.3f | %.3f | %.0f | %.3f | %.0f | not measured yet |\n", name, r.params,
+           r.tokens_per_clip, r.clips_per_step, r.steps, r.seconds / r.steps, sps,
+           sps * r.clips_per_step * r.tokens_per_clip, r.cpu_seconds / r.steps, r.rss_mib);
+    fflush(stdout);
+  }
+  return 0;
+}
