@@ -20,8 +20,8 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build
 
 mkdir -p "$out"
-stamp "synthesizing $clips clips (32x32, 16 fps, 2 s, 16 kHz)"
-build/bin/duet-synth --out "$out/clips.h5" --count "$clips" --size 32 --seconds 2 --fps 16 \
+stamp "synthesizing $clips clips (16x16, 16 fps, 2 s, 16 kHz)"
+build/bin/duet-synth --out "$out/clips.h5" --count "$clips" --size 16 --seconds 2 --fps 16 \
   --objects 1 --seed 1 --force
 
 stamp "training configs/tiny.ini"
