@@ -3,6 +3,7 @@
  * contract (norms, relative positions, time alignment of 3D and 1D streams), f32 against
  * f64, and error reporting. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -235,6 +236,200 @@ static void test_attention_memory(void) {
   gc_free(&q, 1);
 }
 
+/* Forward and gradients of loss = sum(o * r), written out loop by loop in double:
+ * P = softmax(s), dv_j = sum_i P_ij r_i, dP_ij = r_i . v_j, D_i = sum_j P_ij dP_ij,
+ * dS = P (dP - D), dq_i = sum_j dS_ij k_j / sqrt(Dh), dk_j = sum_i dS_ij q_i / sqrt(Dh). */
+typedef struct attn_ref_dims {
+  int64_t B, Lq, Lk, H, Dh;
+} attn_ref_dims;
+
+static void naive_attention_grads(const attn_ref_dims *d, const double *q, const double *k,
+                                  const double *v, const uint8_t *mask, const double *r,
+                                  double *o, double *dq, double *dk, double *dv) {
+  int64_t C = d->H * d->Dh, Lk = d->Lk;
+  double sc = 1 / sqrt((double)d->Dh);
+  size_t row = sizeof(double) * (size_t)(Lk ? Lk : 1);
+  double *p = malloc(row), *ds = malloc(row);
+  memset(dq, 0, sizeof *dq * (size_t)(d->B * d->Lq * C));
+  memset(dk, 0, sizeof *dk * (size_t)(d->B * Lk * C));
+  memset(dv, 0, sizeof *dv * (size_t)(d->B * Lk * C));
+  for (int64_t b = 0; b < d->B; b++)
+    for (int64_t h = 0; h < d->H; h++)
+      for (int64_t i = 0; i < d->Lq; i++) {
+        int64_t qi0 = (b * d->Lq + i) * C + h * d->Dh;
+        const double *qi = q + qi0, *ri = r + qi0;
+        double mx = -INFINITY, z = 0;
+        for (int64_t j = 0; j < Lk; j++) {
+          p[j] = -INFINITY;
+          if (mask && !mask[b * Lk + j]) continue;
+          double dot = 0;
+          for (int64_t c = 0; c < d->Dh; c++) dot += qi[c] * k[(b * Lk + j) * C + h * d->Dh + c];
+          p[j] = dot * sc;
+          mx = fmax(mx, p[j]);
+        }
+        for (int64_t j = 0; j < Lk; j++) z += p[j] == -INFINITY ? 0 : exp(p[j] - mx);
+        for (int64_t j = 0; j < Lk; j++) p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - mx) / z;
+        double D = 0;
+        for (int64_t j = 0; j < Lk; j++) {
+          double dp = 0;
+          for (int64_t c = 0; c < d->Dh; c++) dp += ri[c] * v[(b * Lk + j) * C + h * d->Dh + c];
+          ds[j] = dp;
+          D += p[j] * dp;
+        }
+        for (int64_t c = 0; c < d->Dh; c++) {
+          double acc = 0;
+          for (int64_t j = 0; j < Lk; j++) acc += p[j] * v[(b * Lk + j) * C + h * d->Dh + c];
+          o[(b * d->Lq + i) * C + h * d->Dh + c] = acc;
+        }
+        for (int64_t j = 0; j < Lk; j++) {
+          double s = p[j] * (ds[j] - D) * sc;
+          int64_t kj = (b * Lk + j) * C + h * d->Dh;
+          for (int64_t c = 0; c < d->Dh; c++) {
+            dq[qi0 + c] += s * k[kj + c];
+            dk[kj + c] += s * q[qi0 + c];
+            dv[kj + c] += p[j] * ri[c];
+          }
+        }
+      }
+  free(p);
+  free(ds);
+}
+
+/* Runs attention in dtype dt on the values of src (q, k, v) and backward of sum(o * r);
+ * out receives o, dq, dk, dv as doubles (numel of q, k, v, v). Returns 0 on failure. */
+static int attention_run(duet_dtype dt, duet_tensor *const *src, duet_tensor *mask, int H,
+                         const double *r, double *const *out) {
+  duet_tensor *in[3];
+  for (int i = 0; i < 3; i++) {
+    in[i] = duet_tensor_new(dt, 3, src[i]->shape, NULL);
+    for (int64_t e = 0; e < src[i]->numel; e++)
+      duet_tensor_set(in[i], e, duet_tensor_get(src[i], e));
+    in[i]->requires_grad = 1;
+    in[i]->grad = duet_tensor_new(dt, 3, src[i]->shape, NULL);
+  }
+  duet_graph g;
+  duet_graph_init(&g, 0);
+  duet_tensor *o = duet_attention(&g, in[0], in[1], in[2], mask, H);
+  duet_tensor *R = o ? duet_graph_new_like(&g, o) : NULL;
+  for (int64_t e = 0; R && e < R->numel; e++) duet_tensor_set(R, e, r[e]);
+  duet_err err;
+  duet_tensor *loss = R ? duet_sum(&g, duet_mul(&g, o, R)) : NULL;
+  int ok = loss && duet_backward(&g, loss, &err) == DUET_OK;
+  CHECK_MSG(ok, "attention run (%s) failed: %s", duet_dtype_name(dt), g.err.msg);
+  if (ok) {
+    for (int64_t e = 0; e < o->numel; e++) out[0][e] = duet_tensor_get(o, e);
+    for (int i = 0; i < 3; i++)
+      for (int64_t e = 0; e < in[i]->numel; e++) out[1 + i][e] = duet_tensor_get(in[i]->grad, e);
+  }
+  duet_graph_free(&g);
+  gc_free(in, 3);
+  return ok;
+}
+
+static double rel_err(const double *a, const double *ref, int64_t n) {
+  double d = 0, m = 0;
+  for (int64_t i = 0; i < n; i++) {
+    d = fmax(d, fabs(a[i] - ref[i]));
+    m = fmax(m, fabs(ref[i]));
+  }
+  return d / (m > 0 ? m : 1);
+}
+
+/* A cousin of the bench shapes, large enough for several query blocks and key tiles (none of
+ * them full at L = 300), the threaded path and a mask: output and the three gradients against
+ * the loop-by-loop reference, in f64 and f32; then the f32 run repeated at 1, 2 and 3 threads
+ * must give the bits of the first. Inputs are rounded to f32 first, so both dtypes see one
+ * problem. */
+static void test_attention_reference(void) {
+  attn_ref_dims d = {2, 300, 300, 3, 32};
+  int64_t C = d.H * d.Dh, n = d.B * d.Lq * C, shape[3] = {d.B, d.Lq, C};
+  duet_tensor *src[3] = {gc_rand(3, shape, 200, -1.5, 1.5), gc_rand(3, shape, 201, -1.5, 1.5),
+                         gc_rand(3, shape, 202, -1, 1)};
+  duet_tensor *mask = make_mask(d.B, d.Lk);
+  /* x: q, k, v; ref; run: f64, f32, f32 at 1, 2, 3 threads; r: 28 arrays of n. */
+  double *buf = malloc(sizeof *buf * (size_t)(28 * n));
+  double *x[3], *ref[4], *run[5][4], *r = buf + 27 * n;
+  for (int i = 0; i < 3; i++) {
+    x[i] = buf + i * n;
+    for (int64_t e = 0; e < n; e++) {
+      double v = (float)duet_tensor_get(src[i], e);
+      duet_tensor_set(src[i], e, v);
+      x[i][e] = v;
+    }
+  }
+  for (int i = 0; i < 4; i++) ref[i] = buf + (3 + i) * n;
+  for (int j = 0; j < 5; j++)
+    for (int i = 0; i < 4; i++) run[j][i] = buf + (7 + 4 * j + i) * n;
+  duet_rng rng = duet_rng_make(203, 0x44);
+  for (int64_t e = 0; e < n; e++) r[e] = (float)(duet_rng_uniform_f64(&rng) * 2 - 1);
+  naive_attention_grads(&d, x[0], x[1], x[2], mask->data, r, ref[0], ref[1], ref[2], ref[3]);
+
+  static const char *const what[4] = {"output", "dq", "dk", "dv"};
+  int threads = omp_get_max_threads();
+  const duet_dtype dts[2] = {DUET_F64, DUET_F32};
+  for (int t = 0; t < 2; t++) {
+    if (!attention_run(dts[t], src, mask, (int)d.H, r, run[t])) continue;
+    double tol = dts[t] == DUET_F64 ? 1e-12 : 1e-5;
+    for (int i = 0; i < 4; i++) {
+      double e = rel_err(run[t][i], ref[i], n);
+      CHECK_MSG(e < tol, "attention %s %s vs reference: relative error %.3g",
+                duet_dtype_name(dts[t]), what[i], e);
+      printf("attention reference %s %-6s rel err %.2e\n", duet_dtype_name(dts[t]), what[i], e);
+    }
+  }
+  for (int nt = 1; nt <= 3; nt++) {
+    omp_set_num_threads(nt);
+    if (!attention_run(DUET_F32, src, mask, (int)d.H, r, run[1 + nt])) continue;
+    for (int i = 0; i < 4; i++)
+      CHECK_MSG(memcmp(run[1 + nt][i], run[1][i], sizeof(double) * (size_t)n) == 0,
+                "attention f32 %s at %d threads differs from %d threads", what[i], nt, threads);
+  }
+  omp_set_num_threads(threads);
+  free(buf);
+  duet_tensor_free(mask);
+  gc_free(src, 3);
+}
+
+/* Score gaps far beyond the range of f32 exp (down to -195 from a row's maximum, where exp
+ * underflows): the f32 kernel must give the reference's near-one-hot rows, with nothing but
+ * zeros from the tail. */
+static void test_attention_f32_wide_scores(void) {
+  attn_ref_dims d = {1, 3, 40, 1, 4};
+  int64_t sq[3] = {1, 3, 4}, sk[3] = {1, 40, 4}, n = 40 * 4;
+  duet_tensor *src[3] = {duet_tensor_new(DUET_F64, 3, sq, NULL),
+                         duet_tensor_new(DUET_F64, 3, sk, NULL), gc_rand(3, sk, 210, -1, 1)};
+  const double qv[3] = {20, -20, 0.5};
+  for (int i = 0; i < 3; i++) duet_tensor_set(src[0], i * 4, qv[i]);
+  for (int j = 0; j < 40; j++) {
+    duet_tensor_set(src[1], j * 4, (j - 20) * 0.5);
+    duet_tensor_set(src[1], j * 4 + 1, 0.25 * (j % 3));
+  }
+  for (int64_t e = 0; e < n; e++) duet_tensor_set(src[2], e, (float)duet_tensor_get(src[2], e));
+  double *buf = malloc(sizeof *buf * (size_t)(12 * n)), *x[3], *ref[4], *got[4], r[12];
+  for (int i = 0; i < 3; i++) {
+    x[i] = buf + i * n;
+    for (int64_t e = 0; e < src[i]->numel; e++) x[i][e] = duet_tensor_get(src[i], e);
+  }
+  for (int i = 0; i < 4; i++) {
+    ref[i] = buf + (3 + i) * n;
+    got[i] = buf + (7 + i) * n;
+  }
+  for (int e = 0; e < 12; e++) r[e] = (e % 5) * 0.25 - 0.5;
+  naive_attention_grads(&d, x[0], x[1], x[2], NULL, r, ref[0], ref[1], ref[2], ref[3]);
+  if (attention_run(DUET_F32, src, NULL, 1, r, got)) {
+    /* The gradients go through dP - D, which nearly cancels in a near-one-hot row: f32 keeps
+     * about 5 digits of them there (the earlier scalar kernel kept the same). */
+    const int64_t len[4] = {12, 12, n, n};
+    static const char *const what[4] = {"output", "dq", "dk", "dv"};
+    for (int i = 0; i < 4; i++) {
+      double e = rel_err(got[i], ref[i], len[i]), tol = i == 0 ? 1e-6 : 1e-4;
+      CHECK_MSG(e < tol, "attention f32 %s with wide score gaps: relative error %.3g", what[i], e);
+    }
+  }
+  free(buf);
+  gc_free(src, 3);
+}
+
 /* ---- rotary positions ---- */
 
 typedef struct rope_ctx {
@@ -417,6 +612,8 @@ int main(void) {
   }
   test_masked_gradients();
   test_attention_memory();
+  test_attention_reference();
+  test_attention_f32_wide_scores();
 
   test_rope_values();
   test_rope_norms();
