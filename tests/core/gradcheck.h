@@ -24,6 +24,11 @@ int gradcheck(const char *name, gc_build_fn build, void *ctx, duet_tensor *const
 
 /* A heap f64 tensor filled with uniform values in [lo, hi) from seed (requires_grad set). */
 duet_tensor *gc_rand(int ndim, const int64_t *shape, uint64_t seed, double lo, double hi);
+/* Runs the op in f32 and in f64 on the same (f32-rounded) inputs and CHECKs that outputs and
+ * the gradients of the inputs that require one agree to 1e-5 of the largest f64 magnitude.
+ * At most 8 inputs. */
+void gc_check_f32_f64(const char *name, gc_build_fn build, void *ctx, duet_tensor *const *src, int n);
+
 /* Frees tensors made by gc_rand (and their gradients). */
 void gc_free(duet_tensor *const *ts, int n);
 

@@ -11,76 +11,11 @@
 #include "gradcheck.h"
 #include "testlib.h"
 
-/* ---- f32 against f64 (as in test_ops_nn.c) ---- */
-#define MAX_IN 4
-
-static double rel_diff(const duet_tensor *a, const duet_tensor *ref) {
-  double d = 0, m = 0;
-  for (int64_t i = 0; i < ref->numel; i++) {
-    d = fmax(d, fabs(duet_tensor_get(a, i) - duet_tensor_get(ref, i)));
-    m = fmax(m, fabs(duet_tensor_get(ref, i)));
-  }
-  return d / (m > 0 ? m : 1);
-}
-
-static duet_tensor *run_with_grads(duet_graph *g, gc_build_fn build, void *ctx,
-                                   duet_tensor *const *in) {
-  duet_tensor *out = build(g, in, ctx);
-  if (!out) return NULL;
-  duet_tensor *r = duet_graph_new_like(g, out);
-  if (!r) return NULL;
-  duet_rng rng = duet_rng_make(4321, 0x33);
-  for (int64_t i = 0; i < r->numel; i++)
-    duet_tensor_set(r, i, (float)(duet_rng_uniform_f64(&rng) * 2 - 1));
-  duet_tensor *loss = duet_sum(g, duet_mul(g, out, r));
-  duet_err err;
-  if (!loss || duet_backward(g, loss, &err) != DUET_OK) return NULL;
-  return out;
-}
-
-static void check_f32_f64(const char *name, gc_build_fn build, void *ctx, duet_tensor *const *src,
-                          int n) {
-  duet_tensor *in32[MAX_IN] = {0}, *in64[MAX_IN] = {0};
-  for (int i = 0; i < n; i++) {
-    in32[i] = in64[i] = src[i];
-    if (!src[i] || !src[i]->requires_grad) continue;
-    in32[i] = duet_tensor_new(DUET_F32, src[i]->ndim, src[i]->shape, NULL);
-    in64[i] = duet_tensor_new(DUET_F64, src[i]->ndim, src[i]->shape, NULL);
-    for (int64_t e = 0; e < src[i]->numel; e++) {
-      float v = (float)duet_tensor_get(src[i], e);
-      duet_tensor_set(in32[i], e, v);
-      duet_tensor_set(in64[i], e, v);
-    }
-    in32[i]->requires_grad = in64[i]->requires_grad = 1;
-    in32[i]->grad = duet_tensor_new(DUET_F32, src[i]->ndim, src[i]->shape, NULL);
-    in64[i]->grad = duet_tensor_new(DUET_F64, src[i]->ndim, src[i]->shape, NULL);
-  }
-  duet_graph g32, g64;
-  duet_graph_init(&g32, 0);
-  duet_graph_init(&g64, 0);
-  duet_tensor *o32 = run_with_grads(&g32, build, ctx, in32);
-  duet_tensor *o64 = run_with_grads(&g64, build, ctx, in64);
-  CHECK_MSG(o32 && o64, "%s: f32/f64 run failed: %s %s", name, g32.err.msg, g64.err.msg);
-  if (o32 && o64) {
-    double worst = rel_diff(o32, o64);
-    for (int i = 0; i < n; i++)
-      if (in64[i] != src[i]) worst = fmax(worst, rel_diff(in32[i]->grad, in64[i]->grad));
-    CHECK_MSG(worst < 1e-5, "%s: f32 vs f64 relative difference %.3g", name, worst);
-    printf("f32 vs f64 %-29s rel diff %.2e\n", name, worst);
-  }
-  duet_graph_free(&g32);
-  duet_graph_free(&g64);
-  for (int i = 0; i < n; i++)
-    if (in64[i] != src[i]) {
-      gc_free(&in32[i], 1);
-      gc_free(&in64[i], 1);
-    }
-}
 
 static void check_op(const char *name, gc_build_fn build, void *ctx, duet_tensor *const *in, int n,
                      const gc_options *o) {
   CHECK_MSG(gradcheck(name, build, ctx, in, n, o) == 0, "%s", name);
-  check_f32_f64(name, build, ctx, in, n);
+  gc_check_f32_f64(name, build, ctx, in, n);
 }
 
 /* ---- attention ---- */
