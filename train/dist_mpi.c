@@ -9,7 +9,14 @@
 
 #include "core/optim.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #define DEFAULT_BUCKET_BYTES ((size_t)25 << 20)
+/* A gradient at least this large (or half a bucket, if less) is reduced where it lies: copying
+ * it into a bucket and back costs more than the collective it saves. */
+#define INPLACE_MIN_ELEMS ((int64_t)16384)
 /* MPI counts are int; larger arrays go in pieces of this many elements. */
 #define MAX_CHUNK ((int64_t)1 << 30)
 
@@ -36,6 +43,7 @@ typedef struct mpi_ctx {
   int *counts, *displs; /* [world] per-rank pieces of a gather */
   float *bucket;
   int64_t bucket_elems;
+  int64_t inplace_elems; /* gradients this large are not packed */
   int zero1;
   zero_shard z;
   duet_dist_mpi_stats stats;
@@ -156,16 +164,17 @@ static int flush_bucket(mpi_ctx *c, duet_param_set *ps, int from, int to, int64_
   int64_t at = 0;
   for (int i = from; i < to; i++) {
     duet_tensor *p = ps->items[i];
-    if (!trainable(p) || p->grad->numel * 2 >= c->bucket_elems) continue;
+    if (!trainable(p) || p->grad->numel >= c->inplace_elems) continue;
     memcpy(p->grad->data, c->bucket + at, sizeof(float) * (size_t)p->grad->numel);
     at += p->grad->numel;
   }
   return DUET_OK;
 }
 
-/* Parameters of at least half a bucket are reduced where they lie (in bucket-sized pieces);
- * smaller ones are packed, in the set's order, into buckets. For two ranks every element is
- * a + b whatever the bucketing, so the result is the per-parameter path's, bit for bit. */
+/* Gradients of at least inplace_elems are reduced where they lie (in bucket-sized pieces);
+ * smaller ones (biases, norm gains) are packed, in the set's order, into buckets, so that they
+ * cost a few collectives rather than one each. For two ranks every element is a + b whatever
+ * the bucketing, so the result is the per-parameter path's, bit for bit. */
 static int reduce_grads(void *ctx, duet_param_set *ps, duet_err *err) {
   mpi_ctx *c = ctx;
   double t0 = MPI_Wtime();
@@ -182,7 +191,7 @@ static int reduce_grads(void *ctx, duet_param_set *ps, duet_err *err) {
     }
     int64_t n = p->grad->numel;
     c->stats.grad_bytes += n * (int64_t)sizeof(float);
-    if (n * 2 >= c->bucket_elems) {
+    if (n >= c->inplace_elems) {
       float *g = p->grad->data;
       for (int64_t done = 0; done < n && !rc; done += c->bucket_elems) {
         int64_t k = n - done < c->bucket_elems ? n - done : c->bucket_elems;
@@ -298,9 +307,27 @@ static int zero_attach(mpi_ctx *c, duet_adamw *opt, duet_err *err) {
     zero_release(z);
     return arc;
   }
-  flat_copy(z, FLAT_M, z->lo, z->hi, z->m, 1);
-  flat_copy(z, FLAT_V, z->lo, z->hi, z->v, 1);
-  drop_moment_storage(opt);
+  /* Parameter by parameter, so that the full and the sharded moments coexist only briefly. */
+  for (int i = 0; i < opt->count; i++) {
+    if (z->offset[i] < 0) continue;
+    int64_t s = z->offset[i], e = s + opt->params->items[i]->numel;
+    int64_t a = s > z->lo ? s : z->lo, b = e < z->hi ? e : z->hi;
+    if (a < b) {
+      flat_copy(z, FLAT_M, a, b, z->m + (a - z->lo), 1);
+      flat_copy(z, FLAT_V, a, b, z->v + (a - z->lo), 1);
+    }
+    for (int k = 0; k < 2; k++) {
+      duet_tensor *t = k ? opt->v[i] : opt->m[i];
+      if (t->owns_data) {
+        free(t->data);
+        t->data = NULL;
+      }
+    }
+  }
+#ifdef __GLIBC__
+  /* Most of the freed moments would stay in the heap, counted as resident, until reused. */
+  malloc_trim(0);
+#endif
   c->stats.moment_bytes = (z->hi - z->lo) * 2 * (int64_t)sizeof(float);
   c->stats.moment_bytes_full = z->total * 2 * (int64_t)sizeof(float);
   return DUET_OK;
@@ -470,6 +497,7 @@ int duet_dist_mpi_init_opts(int *argc, char ***argv, duet_train_dist *dist, cons
   MPI_Comm_size(node, &c->local_world);
   MPI_Comm_free(&node);
   c->bucket_elems = (int64_t)(o.bucket_bytes / sizeof(float));
+  c->inplace_elems = c->bucket_elems / 2 < INPLACE_MIN_ELEMS ? c->bucket_elems / 2 : INPLACE_MIN_ELEMS;
   c->zero1 = o.zero1 && c->world > 1;
   c->flags = calloc((size_t)c->world, sizeof(int));
   c->counts = calloc((size_t)c->world, sizeof(int));
