@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include "train/trainer.h"
+#ifdef DUET_WITH_MPI
+#include "train/dist_mpi.h"
+#endif
 
 #define MAX_SETS 256
 
@@ -148,10 +151,32 @@ int main(int argc, char **argv) {
     printf("model: %lld parameters\n", (long long)n);
     return 0;
   }
-  duet_trainer_opts o = {.cfg = &cfg, .resume = a.resume != NULL, .init_dir = a.init, .log = log_line};
-  duet_trainer *t;
-  if (duet_trainer_create(&t, &o, &err)) return fail(err.msg);
-  int rc = duet_trainer_run(t, &err);
+  /* Under mpirun every rank runs this; without it the dist stays that of one process and no
+   * MPI call is made (dist_mpi.c). All ranks agree on the outcome before any of them leaves. */
+  duet_train_dist dist;
+  memset(&dist, 0, sizeof dist);
+#ifdef DUET_WITH_MPI
+  if (duet_dist_mpi_init(&argc, &argv, &dist, &err)) return fail(err.msg);
+#endif
+  duet_trainer_opts o = {.cfg = &cfg, .resume = a.resume != NULL, .init_dir = a.init, .dist = dist, .log = log_line};
+  duet_trainer *t = NULL;
+  int rc = duet_trainer_create(&t, &o, &err);
+  if (!rc) rc = duet_trainer_run(t, &err);
+#ifdef DUET_WITH_MPI
+  rc = duet_dist_mpi_agree(&dist, rc, &err);
   duet_trainer_free(t);
+  if (duet_dist_mpi_broken(&dist)) {
+    fprintf(stderr, "duet-train: %s\n", err.msg);
+    duet_dist_mpi_abort(&dist, 1);
+  }
+  duet_err ferr;
+  if (duet_dist_mpi_finalize(&dist, &ferr) && !rc) {
+    err = ferr;
+    rc = ferr.code ? ferr.code : DUET_EIO;
+  }
+  if (rc && dist.rank != 0) return 1; /* rank 0 prints the agreed message */
+#else
+  duet_trainer_free(t);
+#endif
   return rc ? fail(err.msg) : 0;
 }
