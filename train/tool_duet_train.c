@@ -156,7 +156,8 @@ int main(int argc, char **argv) {
   duet_train_dist dist;
   memset(&dist, 0, sizeof dist);
 #ifdef DUET_WITH_MPI
-  if (duet_dist_mpi_init(&argc, &argv, &dist, &err)) return fail(err.msg);
+  duet_dist_mpi_opts mpi_opts = {0, 0, cfg.train.zero1};
+  if (duet_dist_mpi_init_opts(&argc, &argv, &dist, &mpi_opts, &err)) return fail(err.msg);
 #endif
   duet_trainer_opts o = {.cfg = &cfg, .resume = a.resume != NULL, .init_dir = a.init, .dist = dist, .log = log_line};
   duet_trainer *t = NULL;

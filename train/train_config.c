@@ -49,6 +49,7 @@ static const duet_cfg_key train_keys[] = {
     T(val_batches, DUET_CFG_INT, 1, 1 << 20, "batches per validation pass (at most the held-out clips)"),
     T(ckpt_every, DUET_CFG_INT64, 0, 1e12, "steps between checkpoints (0: only at the end)"),
     T(keep_checkpoints, DUET_CFG_INT, 0, 1000000, "newest checkpoints kept, older ones deleted (0: keep all)"),
+    T(zero1, DUET_CFG_BOOL, 1, 0, "under mpirun: shard the AdamW moments across ranks (ZeRO-1; same weights)"),
     T(run_dir, DUET_CFG_STRING, 1, 0, "run folder: config.ini, metrics.jsonl, loss.png, step_N/ checkpoints"),
     T(threads, DUET_CFG_INT, 0, 4096, "compute threads (0: the OpenMP default)"),
 };

@@ -42,6 +42,7 @@ typedef struct duet_train_settings {
   int64_t seed;
   int64_t log_every, val_every, ckpt_every; /* 0: never (checkpoints: only at the end) */
   int keep_checkpoints; /* newest step_N/ folders kept; 0: all */
+  bool zero1;           /* under mpirun: shard the AdamW moments across ranks (ZeRO-1) */
   int val_batches;
   char run_dir[DUET_CFG_STRING_MAX];
   int threads; /* compute threads (OpenMP, BLAS); 0: the runtime's default */
