@@ -1,7 +1,6 @@
 /* The MPI side of the trainer's dist seam (train/dist_mpi.h). */
 #include "train/dist_mpi.h"
 
-#include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -591,7 +590,8 @@ int duet_dist_mpi_finalize(duet_train_dist *dist, duet_err *err) {
   MPI_Comm_free(&c->comm);
   int owns = c->owns_init;
   ctx_free(c);
-  memset(dist, 0, sizeof *dist);
+  /* rank and world stay: a program still needs to know which rank prints the outcome. */
+  *dist = (duet_train_dist){.rank = dist->rank, .world = dist->world};
   if (owns && MPI_Finalize() != MPI_SUCCESS) return duet_err_set(err, DUET_EIO, "mpi: MPI_Finalize failed");
   return DUET_OK;
 }

@@ -89,7 +89,8 @@ void duet_dist_mpi_get_stats(const duet_train_dist *dist, duet_dist_mpi_stats *s
 /* 1 when an MPI call failed and peers may be blocked: end with duet_dist_mpi_abort. */
 int duet_dist_mpi_broken(const duet_train_dist *dist);
 
-/* MPI_Finalize, frees ctx and zeroes *dist; nothing for a single process. Refuses (and does
+/* MPI_Finalize, frees ctx and clears *dist but for rank and world (so that the program still
+ * knows which rank reports the outcome); nothing for a single process. Refuses (and does
  * nothing) on a broken communicator, where finalizing could wait for ever. */
 int duet_dist_mpi_finalize(duet_train_dist *dist, duet_err *err);
 

@@ -22,15 +22,19 @@ static double now(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-void dx_command(char *buf, size_t size, int np, const char *args) {
+void dx_command(char *buf, size_t size, int np, const char *args) { dx_command_bin(buf, size, np, DIST_TRAIN_BIN, args); }
+
+void dx_command_bin(char *buf, size_t size, int np, const char *bin, const char *args) {
   /* --bind-to none: with --oversubscribe and one thread per rank, binding adds nothing and can
-   * pin both ranks to one core in a restricted cpuset. */
+   * pin both ranks to one core in a restricted cpuset. mpi_yield_when_idle: a rank waiting in a
+   * collective yields its core instead of spinning, for when ctest runs other tests beside. */
   if (np > 0)
     snprintf(buf, size,
-             "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 %s --oversubscribe --allow-run-as-root --bind-to none -np %d %s %s",
-             DIST_MPIEXEC, np, DIST_TRAIN_BIN, args);
+             "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 %s --oversubscribe --allow-run-as-root --bind-to none "
+             "--mca mpi_yield_when_idle 1 -np %d %s %s",
+             DIST_MPIEXEC, np, bin, args);
   else
-    snprintf(buf, size, "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 %s %s", DIST_TRAIN_BIN, args);
+    snprintf(buf, size, "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 %s %s", bin, args);
 }
 
 pid_t dx_spawn(const char *cmd, const char *out_path) {
@@ -80,9 +84,13 @@ int dx_read_text(const char *path, char *buf, size_t size) {
 }
 
 int dx_run(int np, const char *args, double timeout_s, char *out, size_t size) {
+  return dx_run_bin(np, DIST_TRAIN_BIN, args, timeout_s, out, size);
+}
+
+int dx_run_bin(int np, const char *bin, const char *args, double timeout_s, char *out, size_t size) {
   char cmd[8192], path[4096];
   static int serial;
-  dx_command(cmd, sizeof cmd, np, args);
+  dx_command_bin(cmd, sizeof cmd, np, bin, args);
   snprintf(path, sizeof path, "%s/run_%d.out", test_tmpdir(), serial++);
   pid_t pid = dx_spawn(cmd, path);
   if (pid < 0) return -1;

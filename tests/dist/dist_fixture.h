@@ -16,6 +16,8 @@
 /* The driver's command line: under mpirun with np ranks, or alone for np = 0. Every rank gets
  * OMP_NUM_THREADS=1 (two ranks share this machine's cores). */
 void dx_command(char *buf, size_t size, int np, const char *args);
+/* The same for another program (e.g. duet-train). */
+void dx_command_bin(char *buf, size_t size, int np, const char *bin, const char *args);
 
 /* Starts `sh -c cmd` in its own process group, stdout and stderr to out_path. */
 pid_t dx_spawn(const char *cmd, const char *out_path);
@@ -25,6 +27,7 @@ int dx_wait(pid_t pid, double timeout_s, double *elapsed);
 
 /* dx_command + spawn + wait; the output (truncated to size) goes to out. */
 int dx_run(int np, const char *args, double timeout_s, char *out, size_t size);
+int dx_run_bin(int np, const char *bin, const char *args, double timeout_s, char *out, size_t size);
 
 /* Reads a whole small text file into buf; returns 0 on success. */
 int dx_read_text(const char *path, char *buf, size_t size);
