@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "data/image.h"
 #include "eval/avalign.h"
 #include "eval/offset.h"
 
@@ -27,8 +28,6 @@ void duet_canvas_line(duet_canvas *c, double x0, double y0, double x1, double y1
  * characters are skipped. */
 void duet_canvas_text(duet_canvas *c, int x, int y, const char *s, int scale, duet_rgb col);
 
-/* Writes an 8-bit RGB PNG atomically (path + ".tmp", then rename). */
-int duet_png_write(const char *path, const uint8_t *rgb, int width, int height, duet_err *err);
 
 /* Up to `count` frames spread evenly over the clip, each scaled to thumb_height rows, in rows
  * of `columns`. */

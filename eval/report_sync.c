@@ -50,7 +50,7 @@ static int save(const char *dir, const char *file, duet_canvas *cv, char *record
                 duet_err *err) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%s", dir, file);
-  int rc = duet_png_write(path, cv->rgb, cv->width, cv->height, err);
+  int rc = duet_image_write_png(path, cv->rgb, cv->width, cv->height, err);
   duet_canvas_free(cv);
   if (!rc) copy_str(recorded, cap, file);
   return rc;
