@@ -19,6 +19,7 @@ struct duet_kernels_nn;
 struct duet_kernels_attention;
 struct duet_kernels_layout;
 struct duet_kernels_loss;
+struct duet_kernels_norm_modulate;
 
 typedef struct duet_backend {
   const char *name;
@@ -42,6 +43,7 @@ typedef struct duet_backend {
   const struct duet_kernels_attention *attention;     /* core/kernels_attention.h */
   const struct duet_kernels_layout *layout;           /* core/kernels_layout.h */
   const struct duet_kernels_loss *loss;               /* core/kernels_loss.h */
+  const struct duet_kernels_norm_modulate *norm_modulate; /* core/kernels_nn.h; NULL: not fused */
 } duet_backend;
 
 /* The table for a device, or NULL when that backend is not built or has no device. */

@@ -3,16 +3,46 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/optim.h"
+#ifdef DUET_HAVE_CUDA
+#include "core/cuda/cuda_optim.h"
+#endif
+
 #define OMP_MIN_ELEMS 32768
+
+/* dst <- src, same shape and dtype, each on the CPU or the GPU. */
+static int copy_values(duet_tensor *dst, const duet_tensor *src, duet_err *err) {
+  size_t n = duet_tensor_bytes(src);
+  if (dst->device == DUET_CPU && src->device == DUET_CPU) {
+    memcpy(dst->data, src->data, n);
+    return DUET_OK;
+  }
+  if (dst->device == DUET_CPU) {
+    duet_tensor_download(src, dst->data);
+    return DUET_OK;
+  }
+  if (src->device == DUET_CPU) {
+    duet_tensor_upload(dst, src->data);
+    return DUET_OK;
+  }
+  /* Device to device through the host: done once at init and for copy_to, never per step. */
+  void *h = malloc(n ? n : 1);
+  if (!h) return duet_err_set(err, DUET_ENOMEM, "ema: out of memory copying %zu bytes", n);
+  duet_tensor_download(src, h);
+  duet_tensor_upload(dst, h);
+  free(h);
+  return DUET_OK;
+}
 
 int duet_ema_init(duet_ema *e, duet_param_set *ps, double decay, duet_err *err) {
   memset(e, 0, sizeof *e);
   if (!(decay >= 0 && decay <= 1)) return duet_err_set(err, DUET_EINVAL, "ema: decay %g outside [0, 1]", decay);
   for (int i = 0; i < ps->count; i++) {
     const duet_tensor *t = ps->items[i];
-    if (t->requires_grad && (t->dtype != DUET_F32 || t->device != DUET_CPU))
-      return duet_err_set(err, DUET_ENOTSUP, "ema: parameter '%s' is %s; f32 on the CPU needed", t->name,
-                          duet_dtype_name(t->dtype));
+    if (t->requires_grad && (t->dtype != DUET_F32 || !duet_optim_device_ok(t->device)))
+      return duet_err_set(err, DUET_ENOTSUP, "ema: parameter '%s' is %s on device %d; f32 on the CPU%s needed",
+                          t->name, duet_dtype_name(t->dtype), (int)t->device,
+                          duet_optim_device_ok(DUET_CUDA) ? " or the GPU" : "");
   }
   e->decay = decay;
   e->params = ps;
@@ -22,18 +52,23 @@ int duet_ema_init(duet_ema *e, duet_param_set *ps, double decay, duet_err *err) 
   for (int i = 0; i < ps->count; i++) {
     const duet_tensor *t = ps->items[i];
     if (!t->requires_grad) continue;
-    e->shadow[i] = duet_tensor_new(DUET_F32, t->ndim, t->shape, err);
+    e->shadow[i] = duet_tensor_new_on(DUET_F32, t->device, t->ndim, t->shape, err);
     if (!e->shadow[i]) {
       duet_ema_free(e);
       return duet_err_prefix(err, "ema: shadow of '%s': ", t->name);
     }
-    memcpy(e->shadow[i]->data, t->data, duet_tensor_bytes(t));
+    int rc = copy_values(e->shadow[i], t, err);
+    if (rc) {
+      duet_ema_free(e);
+      return rc;
+    }
   }
   return DUET_OK;
 }
 
 void duet_ema_free(duet_ema *e) {
-  for (int i = 0; i < e->count; i++) duet_tensor_free(e->shadow[i]);
+  for (int i = 0; i < e->count; i++)
+    if (e->shadow) duet_tensor_free_any(e->shadow[i]);
   free(e->shadow);
   memset(e, 0, sizeof *e);
 }
@@ -48,6 +83,13 @@ int duet_ema_update(duet_ema *e, duet_err *err) {
     float *s = e->shadow[i]->data;
     const float *p = e->params->items[i]->data;
     int64_t n = e->shadow[i]->numel;
+    if (e->shadow[i]->device != DUET_CPU) {
+#ifdef DUET_HAVE_CUDA
+      int rc = duet_cuda_ema_update_f32(s, p, n, d, w, err);
+      if (rc) return rc;
+#endif
+      continue;
+    }
 #pragma omp parallel for schedule(static) if (n > OMP_MIN_ELEMS)
     for (int64_t k = 0; k < n; k++) s[k] = d * s[k] + w * p[k];
   }
@@ -60,6 +102,12 @@ void duet_ema_swap(duet_ema *e) {
     if (!e->shadow[i]) continue;
     float *s = e->shadow[i]->data, *p = e->params->items[i]->data;
     int64_t n = e->shadow[i]->numel;
+    if (e->shadow[i]->device != DUET_CPU) {
+#ifdef DUET_HAVE_CUDA
+      duet_cuda_swap_f32(s, p, n, NULL); /* a launch failure is kept in the backend's status */
+#endif
+      continue;
+    }
 #pragma omp parallel for schedule(static) if (n > OMP_MIN_ELEMS)
     for (int64_t k = 0; k < n; k++) {
       float x = s[k];
@@ -91,7 +139,8 @@ int duet_ema_copy_to(const duet_ema *e, duet_param_set *dst, duet_err *err) {
   }
   for (int i = 0; i < e->count; i++) {
     const duet_tensor *src = duet_ema_weights(e, i);
-    memcpy(duet_params_find(dst, e->params->items[i]->name)->data, src->data, duet_tensor_bytes(src));
+    int rc = copy_values(duet_params_find(dst, e->params->items[i]->name), src, err);
+    if (rc) return rc;
   }
   return DUET_OK;
 }

@@ -16,7 +16,8 @@ typedef struct duet_ema {
   int swapped;            /* the parameters currently hold the EMA weights */
 } duet_ema;
 
-/* Shadows for every trainable parameter (f32 on the CPU), initialised to their values. */
+/* Shadows for every trainable parameter (f32, on the parameter's device: the CPU or, in a CUDA
+ * build, the GPU, where update and swap are kernels), initialised to their values. */
 int duet_ema_init(duet_ema *e, duet_param_set *ps, double decay, duet_err *err);
 void duet_ema_free(duet_ema *e);
 

@@ -1,6 +1,7 @@
 #include "core/graph.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +230,97 @@ duet_tensor *duet_graph_grad(duet_graph *g, duet_tensor *t) {
   return t->grad;
 }
 
+/* ---- gradient-ready bookkeeping ---- */
+
+void duet_graph_set_grad_ready(duet_graph *g, duet_grad_ready_fn fn, void *ctx) {
+  g->grad_ready = fn;
+  g->grad_ready_ctx = fn ? ctx : NULL;
+}
+
+/* Open addressing over tensor addresses: a tensor's slot holds the backward position (0 is the
+ * tail, the first entry backward runs) of the last entry that takes it as an input, or one of
+ * the marks below. */
+#define READY_OUTPUT (-1) /* some entry's output: not a leaf */
+#define READY_DONE (-2)   /* already placed in the report list */
+
+typedef struct ready_slot {
+  const duet_tensor *key;
+  int64_t pos;
+} ready_slot;
+
+typedef struct ready_plan {
+  duet_tensor **leaf; /* in report order */
+  int64_t *pos;       /* the position after which leaf[i] is reported */
+  int64_t count, next;
+} ready_plan;
+
+static ready_slot *ready_find(ready_slot *tab, size_t mask, const duet_tensor *t) {
+  size_t h = (size_t)(((uintptr_t)t >> 4) * 0x9E3779B97F4A7C15ull) & mask;
+  while (tab[h].key && tab[h].key != t) h = (h + 1) & mask;
+  return &tab[h];
+}
+
+/* Three walks over the tape in backward order: mark the outputs, give every leaf the latest
+ * position that uses it, then list the leaves by that position (an entry's leaves in its input
+ * order, which keeps the report order a function of the tape alone, not of addresses). */
+static int ready_plan_build(duet_graph *g, const duet_tensor *loss, ready_plan *rp) {
+  memset(rp, 0, sizeof *rp);
+  size_t refs = 1;
+  for (duet_node *n = g->tail; n; n = n->prev) refs += 1 + (size_t)n->n_in;
+  size_t cap = 64;
+  while (cap < 2 * refs) cap <<= 1;
+  ready_slot *tab = duet_graph_alloc(g, sizeof *tab * cap);
+  if (!tab) return -1;
+  memset(tab, 0, sizeof *tab * cap);
+  size_t mask = cap - 1;
+  for (duet_node *n = g->tail; n; n = n->prev) {
+    ready_slot *s = ready_find(tab, mask, n->out);
+    s->key = n->out;
+    s->pos = READY_OUTPUT;
+  }
+  int64_t leaves = 0, pos = 0;
+  for (duet_node *n = g->tail; n; n = n->prev, pos++)
+    for (int i = 0; i < n->n_in; i++) {
+      duet_tensor *t = n->in[i];
+      if (!t || !t->requires_grad) continue;
+      ready_slot *s = ready_find(tab, mask, t);
+      if (!s->key) {
+        s->key = t;
+        leaves++;
+      } else if (s->pos == READY_OUTPUT) {
+        continue;
+      }
+      s->pos = pos;
+    }
+  /* A loss that is itself a leaf (no entry made it) is final once seeded. */
+  ready_slot *ls = ready_find(tab, mask, loss);
+  int loss_leaf = !ls->key;
+  rp->leaf = duet_graph_alloc(g, sizeof *rp->leaf * (size_t)(leaves + 1));
+  rp->pos = duet_graph_alloc(g, sizeof *rp->pos * (size_t)(leaves + 1));
+  if (!rp->leaf || !rp->pos) return -1;
+  if (loss_leaf) {
+    rp->leaf[rp->count] = (duet_tensor *)loss;
+    rp->pos[rp->count++] = -1;
+  }
+  pos = 0;
+  for (duet_node *n = g->tail; n; n = n->prev, pos++)
+    for (int i = 0; i < n->n_in; i++) {
+      duet_tensor *t = n->in[i];
+      if (!t || !t->requires_grad) continue;
+      ready_slot *s = ready_find(tab, mask, t);
+      if (s->pos != pos) continue;
+      s->pos = READY_DONE;
+      rp->leaf[rp->count] = t;
+      rp->pos[rp->count++] = pos;
+    }
+  return 0;
+}
+
+/* Reports the leaves whose last entry is at position pos or before. */
+static void ready_report(duet_graph *g, ready_plan *rp, int64_t pos) {
+  while (rp->next < rp->count && rp->pos[rp->next] <= pos) g->grad_ready(g->grad_ready_ctx, rp->leaf[rp->next++]);
+}
+
 int duet_backward(duet_graph *g, duet_tensor *loss, duet_err *err) {
   if (g->failed) return duet_graph_status(g, err);
   if (!loss) return duet_err_set(err, DUET_EINVAL, "backward: no loss tensor");
@@ -254,10 +346,22 @@ int duet_backward(duet_graph *g, duet_tensor *loss, duet_err *err) {
     if (!one) return duet_graph_status(g, err);
     duet_backend_get(loss->device)->elementwise->axpy(1.0, one, seed);
   }
-  for (duet_node *n = g->tail; n; n = n->prev) {
-    if (!n->out->grad) continue; /* nothing downstream of this node reached the loss */
-    n->backward(g, n);
-    if (g->failed) return duet_graph_status(g, err);
+  /* The plan is made only when someone listens, so that plain backward costs nothing more. */
+  ready_plan rp = {0};
+  int hooked = g->grad_ready != NULL;
+  if (hooked) {
+    if (ready_plan_build(g, loss, &rp)) return duet_graph_status(g, err);
+    ready_report(g, &rp, -1);
+  }
+  int64_t pos = 0;
+  for (duet_node *n = g->tail; n; n = n->prev, pos++) {
+    /* A node nothing downstream of which reached the loss adds nothing; its leaves may still
+     * be due for their report. */
+    if (n->out->grad) {
+      n->backward(g, n);
+      if (g->failed) return duet_graph_status(g, err);
+    }
+    if (hooked) ready_report(g, &rp, pos);
   }
   if (loss->device != DUET_CPU) return duet_graph_status(g, err);
   return DUET_OK;

@@ -45,6 +45,10 @@ typedef struct duet_graph duet_graph;
 typedef struct duet_node duet_node;
 typedef void (*duet_backward_fn)(duet_graph *g, duet_node *node);
 
+/* Told during duet_backward that a leaf's gradient is final: no later tape entry of this
+ * backward adds to it (see duet_graph_set_grad_ready). */
+typedef void (*duet_grad_ready_fn)(void *ctx, duet_tensor *leaf);
+
 struct duet_node {
   const char *op;
   duet_backward_fn backward;
@@ -66,6 +70,8 @@ struct duet_graph {
   int grad_enabled;
   int failed;
   duet_err err;
+  duet_grad_ready_fn grad_ready; /* NULL: backward does no bookkeeping for it */
+  void *grad_ready_ctx;
 };
 
 void duet_graph_init(duet_graph *g, size_t arena_bytes);
@@ -109,5 +115,20 @@ duet_tensor *duet_graph_grad(duet_graph *g, duet_tensor *t);
  * Parameter gradients accumulate (call duet_params_zero_grad between optimizer steps). A loss
  * on the GPU is seeded by a copy to the device, never a host write. */
 int duet_backward(duet_graph *g, duet_tensor *loss, duet_err *err);
+
+/* With fn set, every duet_backward calls fn(ctx, leaf) once for each leaf of its tape (a
+ * tensor that requires a gradient and is no entry's output: the parameters, and inputs that
+ * require one), right after the tape entry that is the last, in backward order, to take it as
+ * an input; from then on this backward leaves leaf->grad alone. This is what lets a
+ * data-parallel caller start reducing a parameter's gradient while backward still runs.
+ *
+ * Leaves come in the order backward finishes them (about the reverse of the forward pass);
+ * several finished by one entry come in its input order. On a device, final means that every
+ * kernel writing the gradient has been queued on the backend's stream: use it in stream order.
+ * A backward that fails stops reporting where it stopped; leaves the tape never reaches are
+ * not reported. The setting survives duet_graph_reset; fn NULL turns it off, and backward then
+ * does no extra work. The bookkeeping (walks over the tape before the first entry runs) takes
+ * step-arena memory. */
+void duet_graph_set_grad_ready(duet_graph *g, duet_grad_ready_fn fn, void *ctx);
 
 #endif

@@ -49,4 +49,20 @@ struct duet_kernels_nn {
                              duet_tensor *dy);
 };
 
+/* Fused norm + adaLN modulation, a group of its own (CPU: core/cpu/norm_modulate.c, CUDA:
+ * core/cuda/norm_modulate.cu). x, y [B, L, D]; shift, scale [B, D]:
+ *   n = (x - mean) * rstd      (layernorm, rms = 0; biased variance)
+ *   n = x * rstd               (rmsnorm, rms = 1; rstd = 1 / sqrt(mean(x^2) + eps))
+ *   y = n * (1 + scale[b]) + shift[b]
+ * mean (layernorm only) and rstd are [B*L], written when not NULL, of x's dtype or f32 (the
+ * CUDA kernels take f32 statistics for bf16 x). The backward recomputes n from x and the
+ * statistics; its outputs accumulate and may each be NULL. */
+struct duet_kernels_norm_modulate {
+  void (*fwd)(int rms, const duet_tensor *x, const duet_tensor *shift, const duet_tensor *scale, double eps,
+              duet_tensor *y, duet_tensor *mean, duet_tensor *rstd);
+  void (*bwd)(int rms, const duet_tensor *x, const duet_tensor *scale, const duet_tensor *mean,
+              const duet_tensor *rstd, const duet_tensor *dy, duet_tensor *dx, duet_tensor *dshift,
+              duet_tensor *dscale);
+};
+
 #endif

@@ -1,7 +1,8 @@
 /* Differentiable ops. Every op takes the step's graph first, allocates its output from the
  * graph's arena, records its backward when needed (core/graph.h), and returns NULL (with the
  * graph's sticky error set) on bad shapes or a NULL input. Float ops accept f32 and f64
- * (gradient checks run in f64); all inputs of one op share a dtype unless stated.
+ * (gradient checks run in f64), and bf16 on the GPU (the CPU kernels refuse bf16 with a
+ * message naming the op); all inputs of one op share a dtype unless stated.
  *
  * Layout conventions: tokens are [B, L, D] (batch, tokens, channels); attention inputs are
  * [B, L, H*Dh] with heads contiguous in the channel axis, as a linear layer produces them. */
@@ -38,6 +39,18 @@ duet_tensor *duet_softmax(duet_graph *g, duet_tensor *x); /* over the last axis 
 duet_tensor *duet_modulate(duet_graph *g, duet_tensor *x, duet_tensor *shift, duet_tensor *scale);
 /* x + gate * y with x, y [B, L, D] and gate [B, D]. */
 duet_tensor *duet_gated_residual(duet_graph *g, duet_tensor *x, duet_tensor *gate, duet_tensor *y);
+
+/* x [..., D] normalised over its last axis (layernorm without affine when rms = 0, rmsnorm
+ * without gain when rms = 1), then modulated per sample: x [B, L, D], shift/scale [B, D];
+ * y = norm(x) * (1 + scale) + shift. One pass instead of norm then modulate, and no
+ * normalised tensor kept for the backward (it is recomputed from x and the row statistics). */
+duet_tensor *duet_norm_modulate(duet_graph *g, duet_tensor *x, duet_tensor *shift, duet_tensor *scale, int rms,
+                                double eps);
+
+/* ---- dtype conversion (ops_cast.c) ---- */
+/* x converted to dtype (float dtypes; the same tensor when it already has it). The gradient
+ * flows back converted into x's dtype. On the GPU: f32 <-> bf16. */
+duet_tensor *duet_cast(duet_graph *g, duet_tensor *x, duet_dtype dtype);
 
 /* ---- attention and positions (ops_attention.c) ---- */
 /* Multi-head scaled dot-product attention. q [B, Lq, H*Dh], k and v [B, Lk, H*Dh];

@@ -79,7 +79,8 @@ duet_tensor *duet_attention(duet_graph *g, duet_tensor *q, duet_tensor *k, duet_
   duet_node *n = duet_graph_record(g, "attention", attention_backward, o, 4, in);
   if (n) {
     int64_t shape[3] = {q->shape[0], heads, q->shape[1]};
-    if (!(n->saved[0] = lse = duet_graph_new(g, q->dtype, q->device, 3, shape))) return NULL;
+    /* f32 for bf16 q: the backward recomputes P from it. */
+    if (!(n->saved[0] = lse = duet_graph_new(g, duet_ops_stat_dtype(q), q->device, 3, shape))) return NULL;
     n->i[0] = heads;
     n->f[0] = scale;
   }

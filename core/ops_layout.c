@@ -89,9 +89,10 @@ static void mapped_backward(duet_graph *g, duet_node *n) {
   }
 }
 
-/* A gradient flows only through f32 or f64; other dtypes (u8 masks, i32 ids) move freely. */
+/* A gradient flows only through the float dtypes the ops compute in (f32, f64; bf16 on the
+ * GPU); other dtypes (u8 masks, i32 ids) move freely. */
 static int grad_dtype_ok(duet_graph *g, const char *op, const duet_tensor *x) {
-  if (!g->grad_enabled || !x->requires_grad || x->dtype == DUET_F32 || x->dtype == DUET_F64)
+  if (!g->grad_enabled || !x->requires_grad || duet_ops_dtype_ok(x))
     return 1;
   duet_graph_fail(g, DUET_EINVAL, "%s: input requires a gradient but has dtype %s (gradients are f32 or f64)",
                   op, duet_dtype_name(x->dtype));

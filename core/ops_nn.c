@@ -1,9 +1,10 @@
 /* Norms, activations, softmax and adaLN modulation: checks, outputs, tape nodes.
  *
  * What each backward keeps beyond its inputs and output: layernorm a mean and rstd per row,
- * rmsnorm an rstd per row (both [rows], x's dtype, from the arena, and only when a node is
- * recorded); the activations their input; softmax its output; modulate and gated_residual
- * their inputs. */
+ * rmsnorm an rstd per row (both [rows], x's dtype or f32 for bf16 x, from the arena, and
+ * only when a node is recorded); norm_modulate the same statistics as its norm (not the
+ * normalised tensor); the activations their input; softmax its output; modulate and
+ * gated_residual their inputs. */
 #include <math.h>
 
 #include "core/kernels_nn.h"
@@ -61,7 +62,7 @@ static int check_eps(duet_graph *g, const char *op, double eps) {
 /* Per-row statistics for the backward, allocated only when a node was recorded. */
 static duet_tensor *row_stat(duet_graph *g, const duet_tensor *x) {
   int64_t rows = x->numel / last_dim(x);
-  return duet_graph_new(g, x->dtype, x->device, 1, &rows);
+  return duet_graph_new(g, duet_ops_stat_dtype(x), x->device, 1, &rows);
 }
 
 /* ---- layernorm ---- */
@@ -235,4 +236,41 @@ duet_tensor *duet_gated_residual(duet_graph *g, duet_tensor *x, duet_tensor *gat
   be->nn->gated_residual_fwd(x, gate, y, out);
   duet_graph_record(g, "gated_residual", gated_residual_backward, out, 3, in);
   return out;
+}
+
+/* ---- fused norm + modulation ---- */
+
+static void norm_modulate_backward(duet_graph *g, duet_node *n) {
+  duet_tensor *x = n->in[0], *shift = n->in[1], *scale = n->in[2], *dy = n->out->grad;
+  duet_tensor *dx = duet_ops_grad_if(g, x), *dsh = duet_ops_grad_if(g, shift),
+              *dsc = duet_ops_grad_if(g, scale);
+  if (g->failed) return;
+  duet_backend_get(dy->device)->norm_modulate->bwd((int)n->i[0], x, scale, n->saved[0], n->saved[1], dy, dx, dsh,
+                                                   dsc);
+}
+
+duet_tensor *duet_norm_modulate(duet_graph *g, duet_tensor *x, duet_tensor *shift, duet_tensor *scale, int rms,
+                                double eps) {
+  duet_tensor *in[3] = {x, shift, scale};
+  if (!g->failed && (!shift || !scale))
+    return duet_graph_fail(g, DUET_EINVAL, "norm_modulate: NULL shift or scale");
+  const duet_backend *be = nn_prologue(g, "norm_modulate", 3, in);
+  const duet_tensor *vecs[2] = {shift, scale};
+  if (!be || !check_tokens_and_vecs(g, "norm_modulate", x, NULL, vecs, 2) ||
+      !check_rows(g, "norm_modulate", x) || !check_eps(g, "norm_modulate", eps))
+    return NULL;
+  if (!be->norm_modulate)
+    return duet_graph_fail(g, DUET_ENOTSUP, "norm_modulate: backend %s has no fused norm kernels", be->name);
+  duet_tensor *y = duet_graph_new_like(g, x);
+  if (!y) return NULL;
+  duet_tensor *mean = NULL, *rstd = NULL;
+  duet_node *n = duet_graph_record(g, "norm_modulate", norm_modulate_backward, y, 3, in);
+  if (n) {
+    n->i[0] = rms != 0;
+    if (!rms && !(n->saved[0] = mean = row_stat(g, x))) return NULL;
+    if (!(n->saved[1] = rstd = row_stat(g, x))) return NULL;
+  }
+  if (g->failed) return NULL;
+  be->norm_modulate->fwd(rms != 0, x, shift, scale, eps, y, mean, rstd);
+  return y;
 }

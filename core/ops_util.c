@@ -15,11 +15,27 @@ const duet_backend *duet_ops_backend(duet_graph *g, const char *op, int n, const
   return be;
 }
 
-int duet_ops_check_float(duet_graph *g, const char *op, const duet_tensor *t, const char *what) {
+int duet_ops_dtype_ok(const duet_tensor *t) {
   if (t->dtype == DUET_F32 || t->dtype == DUET_F64) return 1;
-  duet_graph_fail(g, DUET_EINVAL, "%s: %s has dtype %s, expected f32 or f64", op, what,
-                  duet_dtype_name(t->dtype));
+  /* The CUDA kernels take bf16 (f32 accumulation); the CPU kernels compute in f32 and f64. */
+  return t->dtype == DUET_BF16 && t->device != DUET_CPU;
+}
+
+int duet_ops_check_float(duet_graph *g, const char *op, const duet_tensor *t, const char *what) {
+  if (duet_ops_dtype_ok(t)) return 1;
+  if (t->dtype == DUET_BF16)
+    duet_graph_fail(g, DUET_ENOTSUP,
+                    "%s: %s is bf16 on the CPU; the CPU backend computes in f32 and f64 only (bf16 runs on the "
+                    "CUDA backend)",
+                    op, what);
+  else
+    duet_graph_fail(g, DUET_EINVAL, "%s: %s has dtype %s, expected f32 or f64%s", op, what,
+                    duet_dtype_name(t->dtype), t->device != DUET_CPU ? " or bf16" : "");
   return 0;
+}
+
+duet_dtype duet_ops_stat_dtype(const duet_tensor *x) {
+  return x->dtype == DUET_BF16 ? DUET_F32 : x->dtype;
 }
 
 int duet_ops_check_same_dtype(duet_graph *g, const char *op, const duet_tensor *a,

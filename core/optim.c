@@ -3,6 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef DUET_HAVE_CUDA
+#include "core/cuda/cuda_optim.h"
+#endif
+
 /* Below this many elements a parallel region costs more than it saves. */
 #define OMP_MIN_ELEMS 32768
 /* Block of the norm reduction: partial sums of blocks this long are added in index order. */
@@ -62,6 +66,28 @@ void duet_adamw_update_range(float *p, const float *g, float *m, float *v, int64
 
 static int trainable(const duet_tensor *t) { return t->requires_grad && t->grad; }
 
+int duet_optim_device_ok(duet_device dev) {
+  if (dev == DUET_CPU) return 1;
+#ifdef DUET_HAVE_CUDA
+  return dev == DUET_CUDA;
+#else
+  return 0;
+#endif
+}
+
+int duet_adamw_update_tensor(duet_tensor *p, const duet_tensor *g, duet_tensor *m, duet_tensor *v, int64_t lo,
+                             int64_t hi, const duet_adamw_hparams *h, duet_err *err) {
+  if (p->device == DUET_CPU) {
+    duet_adamw_update_range(p->data, g->data, m->data, v->data, lo, hi, h);
+    return DUET_OK;
+  }
+#ifdef DUET_HAVE_CUDA
+  if (p->device == DUET_CUDA) return duet_cuda_adamw_update_range(p->data, g->data, m->data, v->data, lo, hi, h, err);
+#endif
+  return duet_err_set(err, DUET_ENOTSUP, "adamw: '%s' lives on device %d, which has no optimizer kernels",
+                      p->name ? p->name : "?", (int)p->device);
+}
+
 int duet_adamw_init(duet_adamw *opt, duet_param_set *ps, const duet_adamw_config *cfg,
                     duet_decay_rule rule, void *rule_ctx, duet_err *err) {
   memset(opt, 0, sizeof *opt);
@@ -74,9 +100,11 @@ int duet_adamw_init(duet_adamw *opt, duet_param_set *ps, const duet_adamw_config
   for (int i = 0; i < ps->count; i++) {
     const duet_tensor *t = ps->items[i];
     if (!trainable(t)) continue;
-    if (t->dtype != DUET_F32 || t->grad->dtype != DUET_F32 || t->device != DUET_CPU)
-      return duet_err_set(err, DUET_ENOTSUP, "adamw: parameter '%s' is %s on %s; f32 on the CPU needed",
-                          t->name, duet_dtype_name(t->dtype), t->device == DUET_CPU ? "CPU" : "CUDA");
+    if (t->dtype != DUET_F32 || t->grad->dtype != DUET_F32 || !duet_optim_device_ok(t->device) ||
+        t->grad->device != t->device)
+      return duet_err_set(err, DUET_ENOTSUP, "adamw: parameter '%s' is %s on %s; f32 on the CPU%s needed",
+                          t->name, duet_dtype_name(t->dtype), t->device == DUET_CPU ? "CPU" : "CUDA",
+                          duet_optim_device_ok(DUET_CUDA) ? " or the GPU" : "");
   }
   opt->cfg = *cfg;
   opt->params = ps;
@@ -94,8 +122,8 @@ int duet_adamw_init(duet_adamw *opt, duet_param_set *ps, const duet_adamw_config
     const duet_tensor *t = ps->items[i];
     if (!trainable(t)) continue;
     opt->decay[i] = (uint8_t)(rule(t, rule_ctx) != 0);
-    opt->m[i] = duet_tensor_new(DUET_F32, t->ndim, t->shape, err);
-    opt->v[i] = opt->m[i] ? duet_tensor_new(DUET_F32, t->ndim, t->shape, err) : NULL;
+    opt->m[i] = duet_tensor_new_on(DUET_F32, t->device, t->ndim, t->shape, err);
+    opt->v[i] = opt->m[i] ? duet_tensor_new_on(DUET_F32, t->device, t->ndim, t->shape, err) : NULL;
     if (!opt->v[i]) {
       duet_adamw_free(opt);
       return duet_err_prefix(err, "adamw: moments of '%s': ", t->name);
@@ -106,8 +134,8 @@ int duet_adamw_init(duet_adamw *opt, duet_param_set *ps, const duet_adamw_config
 
 void duet_adamw_free(duet_adamw *opt) {
   for (int i = 0; i < opt->count; i++) {
-    if (opt->m) duet_tensor_free(opt->m[i]);
-    if (opt->v) duet_tensor_free(opt->v[i]);
+    if (opt->m) duet_tensor_free_any(opt->m[i]);
+    if (opt->v) duet_tensor_free_any(opt->v[i]);
   }
   free(opt->m);
   free(opt->v);
@@ -138,7 +166,8 @@ int duet_adamw_step(duet_adamw *opt, double lr, duet_err *err) {
     duet_tensor *t = opt->params->items[i];
     if (!opt->m[i]) continue;
     duet_adamw_hparams h = duet_adamw_hparams_make(&opt->cfg, lr, step, opt->decay[i]);
-    duet_adamw_update_range(t->data, t->grad->data, opt->m[i]->data, opt->v[i]->data, 0, t->numel, &h);
+    int rc = duet_adamw_update_tensor(t, t->grad, opt->m[i], opt->v[i], 0, t->numel, &h, err);
+    if (rc) return rc;
   }
   opt->step = step;
   return DUET_OK;
@@ -169,6 +198,16 @@ static double sumsq_f32(const float *x, int64_t n) {
 
 static double grad_sumsq(const duet_tensor *t) {
   const duet_tensor *g = t->grad;
+#ifdef DUET_HAVE_CUDA
+  if (g->device == DUET_CUDA) {
+    /* f32 only on the GPU (adamw_init checked); a failure reads as NaN, which the caller
+     * reports as a non-finite norm. */
+    duet_cuda_span sp = {g->data, g->numel};
+    double ss = 0;
+    if (g->dtype != DUET_F32 || duet_cuda_grad_sumsq(&sp, 1, &ss, NULL)) return NAN;
+    return ss;
+  }
+#endif
   if (g->dtype == DUET_F32) return sumsq_f32(g->data, g->numel);
   double s = 0;
   for (int64_t i = 0; i < g->numel; i++) {
@@ -180,6 +219,28 @@ static double grad_sumsq(const duet_tensor *t) {
 
 double duet_grad_sumsq(const duet_param_set *ps) {
   double total = 0;
+#ifdef DUET_HAVE_CUDA
+  if (ps->device == DUET_CUDA) {
+    /* Spans in batches: one read-back per batch instead of one per parameter. */
+    enum { BATCH = 128 };
+    duet_cuda_span spans[BATCH];
+    int n = 0;
+    for (int i = 0; i <= ps->count; i++) {
+      const duet_tensor *t = i < ps->count ? ps->items[i] : NULL;
+      if (t && trainable(t)) {
+        if (t->grad->device != DUET_CUDA || t->grad->dtype != DUET_F32) return NAN;
+        spans[n++] = (duet_cuda_span){t->grad->data, t->grad->numel};
+      }
+      if (n == BATCH || (!t && n)) {
+        double ss = 0;
+        if (duet_cuda_grad_sumsq(spans, n, &ss, NULL)) return NAN;
+        total += ss;
+        n = 0;
+      }
+    }
+    return total;
+  }
+#endif
   for (int i = 0; i < ps->count; i++)
     if (trainable(ps->items[i])) total += grad_sumsq(ps->items[i]);
   return total;
@@ -208,6 +269,12 @@ void duet_grad_scale(duet_param_set *ps, double s) {
     if (!trainable(t)) continue;
     duet_tensor *g = t->grad;
     int64_t n = g->numel;
+#ifdef DUET_HAVE_CUDA
+    if (g->device == DUET_CUDA) {
+      if (g->dtype == DUET_F32) duet_cuda_scale_f32(g->data, n, (float)s, NULL);
+      continue;
+    }
+#endif
     if (g->dtype == DUET_F32) {
       float *x = g->data;
       const float fs = (float)s;

@@ -63,6 +63,13 @@ static inline void duet_adamw_update_elem(float *p, float g, float *m, float *v,
 void duet_adamw_update_range(float *p, const float *g, float *m, float *v, int64_t lo, int64_t hi,
                              const duet_adamw_hparams *h);
 
+/* Whether parameters on dev can be optimised here: the CPU always, the GPU in a CUDA build
+ * (fused kernels of core/cuda/cuda_optim.h, bit for bit the CPU's arithmetic). */
+int duet_optim_device_ok(duet_device dev);
+/* duet_adamw_update_range() on tensors of any supported device (all four on the same one). */
+int duet_adamw_update_tensor(duet_tensor *p, const duet_tensor *g, duet_tensor *m, duet_tensor *v, int64_t lo,
+                             int64_t hi, const duet_adamw_hparams *h, duet_err *err);
+
 typedef struct duet_adamw {
   duet_adamw_config cfg;
   duet_param_set *params; /* borrowed; its parameters must not change after init */
@@ -74,7 +81,8 @@ typedef struct duet_adamw {
   int64_t step; /* updates taken; the next one is step + 1 */
 } duet_adamw;
 
-/* Allocates zeroed moments for every trainable parameter (all must be f32 on the CPU).
+/* Allocates zeroed moments for every trainable parameter (all must be f32, on the CPU or, in
+ * a CUDA build, the GPU; the moments live beside their parameter).
  * rule NULL means duet_decay_default. */
 int duet_adamw_init(duet_adamw *opt, duet_param_set *ps, const duet_adamw_config *cfg,
                     duet_decay_rule rule, void *rule_ctx, duet_err *err);
@@ -91,7 +99,8 @@ int duet_adamw_step(duet_adamw *opt, double lr, duet_err *err);
 int duet_adamw_index(const duet_adamw *opt, const char *name);
 
 /* Sum of squares of every gradient, accumulated in double in fixed-size blocks that are added
- * in a fixed order, so the result does not depend on the number of threads. */
+ * in a fixed order, so the result does not depend on the number of threads. Device gradients
+ * are reduced on their device (deterministically too; the sum is read back). */
 double duet_grad_sumsq(const duet_param_set *ps);
 
 /* Computes the global L2 norm of all gradients into *norm (always, when norm is not NULL).

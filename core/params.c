@@ -3,7 +3,68 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
+
 void duet_params_init(duet_param_set *ps) { memset(ps, 0, sizeof *ps); }
+
+duet_tensor *duet_tensor_new_on(duet_dtype dt, duet_device dev, int ndim, const int64_t *shape, duet_err *err) {
+  if (dev == DUET_CPU) return duet_tensor_new(dt, ndim, shape, err);
+  const duet_backend *be = duet_backend_get(dev);
+  if (!be) {
+    duet_err_set(err, DUET_ENOTSUP, "device %d has no backend (no GPU, or not built with CUDA)", (int)dev);
+    return NULL;
+  }
+  duet_tensor *t = malloc(sizeof *t);
+  if (!t) {
+    duet_err_set(err, DUET_ENOMEM, "out of memory for a tensor header");
+    return NULL;
+  }
+  if (duet_tensor_init_header(t, dt, dev, ndim, shape, err) != DUET_OK) {
+    free(t);
+    return NULL;
+  }
+  size_t bytes = duet_tensor_bytes(t);
+  t->data = be->alloc(bytes ? bytes : 1); /* zeroed */
+  if (!t->data) {
+    free(t);
+    duet_err_set(err, DUET_ENOMEM, "out of %s memory for a tensor of %zu bytes", be->name, bytes);
+    return NULL;
+  }
+  t->owns_data = 1;
+  return t;
+}
+
+void duet_tensor_free_any(duet_tensor *t) {
+  if (!t) return;
+  if (t->device != DUET_CPU) {
+    const duet_backend *be = duet_backend_get(t->device);
+    if (t->owns_data && be) be->free(t->data);
+    free(t);
+    return;
+  }
+  duet_tensor_free(t);
+}
+
+void duet_tensor_download(const duet_tensor *t, void *dst) {
+  size_t n = duet_tensor_bytes(t);
+  if (!n) return;
+  if (t->device == DUET_CPU) memcpy(dst, t->data, n);
+  else duet_backend_get(t->device)->copy_to_host(dst, t->data, n);
+}
+
+void duet_tensor_upload(duet_tensor *t, const void *src) {
+  size_t n = duet_tensor_bytes(t);
+  if (!n) return;
+  if (t->device == DUET_CPU) memcpy(t->data, src, n);
+  else duet_backend_get(t->device)->copy_from_host(t->data, src, n);
+}
+
+void duet_tensor_zero(duet_tensor *t) {
+  size_t n = duet_tensor_bytes(t);
+  if (!n) return;
+  if (t->device == DUET_CPU) memset(t->data, 0, n);
+  else duet_backend_get(t->device)->zero(t->data, n);
+}
 
 duet_tensor *duet_params_add(duet_param_set *ps, const char *name, duet_dtype dt, int ndim,
                              const int64_t *shape, int requires_grad, duet_err *err) {
@@ -21,10 +82,10 @@ duet_tensor *duet_params_add(duet_param_set *ps, const char *name, duet_dtype dt
     ps->items = items;
     ps->capacity = cap;
   }
-  duet_tensor *t = duet_tensor_new(dt, ndim, shape, err);
+  duet_tensor *t = duet_tensor_new_on(dt, ps->device, ndim, shape, err);
   char *copy = strdup(name);
   if (!t || !copy) {
-    duet_tensor_free(t);
+    duet_tensor_free_any(t);
     free(copy);
     if (t || !err || !err->code) duet_err_set(err, DUET_ENOMEM, "out of memory for parameter '%s'", name);
     return NULL;
@@ -33,10 +94,10 @@ duet_tensor *duet_params_add(duet_param_set *ps, const char *name, duet_dtype dt
   t->is_param = 1;
   t->requires_grad = (uint8_t)(requires_grad != 0);
   if (requires_grad) {
-    t->grad = duet_tensor_new(dt, ndim, shape, err);
+    t->grad = duet_tensor_new_on(dt, ps->device, ndim, shape, err);
     if (!t->grad) {
       free(copy);
-      duet_tensor_free(t);
+      duet_tensor_free_any(t);
       return NULL;
     }
   }
@@ -58,16 +119,64 @@ int64_t duet_params_numel(const duet_param_set *ps) {
 
 void duet_params_zero_grad(duet_param_set *ps) {
   for (int i = 0; i < ps->count; i++)
-    if (ps->items[i]->grad) memset(ps->items[i]->grad->data, 0, duet_tensor_bytes(ps->items[i]->grad));
+    if (ps->items[i]->grad) duet_tensor_zero(ps->items[i]->grad);
 }
 
 void duet_params_free(duet_param_set *ps) {
   for (int i = 0; i < ps->count; i++) {
     duet_tensor *t = ps->items[i];
-    duet_tensor_free(t->grad);
+    duet_tensor_free_any(t->grad);
     free((char *)t->name);
-    duet_tensor_free(t);
+    duet_tensor_free_any(t);
   }
   free(ps->items);
   memset(ps, 0, sizeof *ps);
+}
+
+/* New device storage for t (same bytes), or NULL. */
+static void *device_copy(const duet_backend *be, const duet_tensor *t) {
+  size_t n = duet_tensor_bytes(t);
+  void *p = be->alloc(n ? n : 1);
+  if (p && n) be->copy_from_host(p, t->data, n);
+  return p;
+}
+
+int duet_params_to_device(duet_param_set *ps, duet_device dev, duet_err *err) {
+  if (dev == ps->device) return DUET_OK;
+  if (ps->device != DUET_CPU)
+    return duet_err_set(err, DUET_ENOTSUP, "parameters: moving from device %d to %d (only CPU -> device)",
+                        (int)ps->device, (int)dev);
+  const duet_backend *be = duet_backend_get(dev);
+  if (!be) return duet_err_set(err, DUET_ENOTSUP, "parameters: device %d has no backend (no GPU, or not built with CUDA)", (int)dev);
+  /* Two slots per parameter (value, gradient), all allocated before any host storage goes. */
+  int n = ps->count;
+  void **dev_data = calloc((size_t)2 * (size_t)n + 1, sizeof *dev_data);
+  if (!dev_data) return duet_err_set(err, DUET_ENOMEM, "parameters: out of memory");
+  int ok = 1;
+  for (int i = 0; i < n && ok; i++) {
+    duet_tensor *t = ps->items[i];
+    ok = (dev_data[2 * i] = device_copy(be, t)) != NULL;
+    if (ok && t->grad) ok = (dev_data[2 * i + 1] = device_copy(be, t->grad)) != NULL;
+  }
+  if (!ok) {
+    for (int i = 0; i < 2 * n; i++)
+      if (dev_data[i]) be->free(dev_data[i]);
+    free(dev_data);
+    return duet_err_set(err, DUET_ENOMEM, "parameters: out of %s memory for %lld elements", be->name,
+                        (long long)duet_params_numel(ps));
+  }
+  for (int i = 0; i < n; i++) {
+    duet_tensor *t = ps->items[i];
+    free(t->data);
+    t->data = dev_data[2 * i];
+    t->device = dev;
+    if (t->grad) {
+      free(t->grad->data);
+      t->grad->data = dev_data[2 * i + 1];
+      t->grad->device = dev;
+    }
+  }
+  free(dev_data);
+  ps->device = dev;
+  return DUET_OK;
 }

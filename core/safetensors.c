@@ -323,8 +323,23 @@ int duet_st_open(duet_st_file **out, const char *path, duet_err *err) {
   return DUET_OK;
 }
 
+static int st_read_host(const duet_st_file *f, const duet_st_info *ti, duet_tensor *dst, duet_err *err);
+
+/* A device destination is filled through a host tensor of its dtype, then one copy. */
 int duet_st_read(const duet_st_file *f, const duet_st_info *ti, duet_tensor *dst, duet_err *err) {
-  if (dst->device != DUET_CPU) return duet_err_set(err, DUET_ENOTSUP, "%s: '%s': reading into a non-CPU tensor", f->path, ti->name);
+  if (dst->device == DUET_CPU) return st_read_host(f, ti, dst, err);
+  if (dst->numel != ti->numel)
+    return duet_err_set(err, DUET_EINVAL, "%s: '%s' has %lld elements, the destination %lld", f->path, ti->name,
+                        (long long)ti->numel, (long long)dst->numel);
+  duet_tensor *h = duet_tensor_new(dst->dtype, dst->ndim, dst->shape, err);
+  if (!h) return duet_err_prefix(err, "%s: '%s': ", f->path, ti->name);
+  int rc = st_read_host(f, ti, h, err);
+  if (!rc) duet_tensor_upload(dst, h->data);
+  duet_tensor_free(h);
+  return rc;
+}
+
+static int st_read_host(const duet_st_file *f, const duet_st_info *ti, duet_tensor *dst, duet_err *err) {
   if (dst->numel != ti->numel)
     return duet_err_set(err, DUET_EINVAL, "%s: '%s' has %lld elements, the destination %lld", f->path, ti->name,
                         (long long)ti->numel, (long long)dst->numel);

@@ -14,6 +14,7 @@
 typedef struct st_entry {
   char *name;
   const duet_tensor *t;
+  duet_tensor *host; /* a host copy of a device tensor (owned; t points at it), else NULL */
   duet_dtype dtype; /* as stored */
   uint64_t begin, end;
   int order; /* position of add, for a stable sort */
@@ -38,7 +39,10 @@ duet_st_writer *duet_st_writer_new(duet_err *err) {
 
 void duet_st_writer_free(duet_st_writer *w) {
   if (!w) return;
-  for (int i = 0; i < w->count; i++) free(w->entries[i].name);
+  for (int i = 0; i < w->count; i++) {
+    free(w->entries[i].name);
+    duet_tensor_free(w->entries[i].host);
+  }
   for (int i = 0; i < w->n_meta; i++) {
     free(w->meta[i].key);
     free(w->meta[i].value);
@@ -61,8 +65,6 @@ int duet_st_writer_add_as(duet_st_writer *w, const char *name, const duet_tensor
                           duet_err *err) {
   if (!name[0] || strcmp(name, "__metadata__") == 0)
     return duet_err_set(err, DUET_EINVAL, "safetensors: '%s' cannot name a tensor", name);
-  if (t->device != DUET_CPU)
-    return duet_err_set(err, DUET_ENOTSUP, "safetensors: tensor '%s' is not on the CPU", name);
   if (!duet_st_dtype_name(t->dtype) || !duet_st_dtype_name(dtype))
     return duet_err_set(err, DUET_EINVAL, "safetensors: tensor '%s': unknown dtype", name);
   if (dtype != t->dtype && !(duet_dtype_is_float(dtype) && duet_dtype_is_float(t->dtype)))
@@ -80,6 +82,17 @@ int duet_st_writer_add_as(duet_st_writer *w, const char *name, const duet_tensor
   e->name = strdup(name);
   if (!e->name) return duet_err_set(err, DUET_ENOMEM, "safetensors: out of memory");
   e->t = t;
+  if (t->device != DUET_CPU) {
+    /* Copied now: the file has the same bytes as for a CPU tensor, and the device copy may
+     * change before write. */
+    e->host = duet_tensor_new(t->dtype, t->ndim, t->shape, err);
+    if (!e->host) {
+      free(e->name);
+      return duet_err_prefix(err, "safetensors: tensor '%s': ", name);
+    }
+    duet_tensor_download(t, e->host->data);
+    e->t = e->host;
+  }
   e->dtype = dtype;
   e->order = w->count++;
   return DUET_OK;

@@ -2,7 +2,8 @@
  * bench_dist.sh runs the matrix and writes the header; results in RESULTS-dist.md).
  *
  *   [mpirun -np R] build/bin/bench_dist [--config configs/small.ini] [--batch B] [--steps N]
- *                                       [--warmup W] [--zero1] [--per-param] [--label TEXT]
+ *                                       [--warmup W] [--zero1] [--per-param] [--no-overlap]
+ *                                       [--label TEXT]
  *
  * Rank 0 writes a clip file of the config's shape with random content (the step time does not
  * depend on it) into a fresh folder under $TMPDIR; the ranks then build the trainer on it
@@ -10,7 +11,9 @@
  * and time N more. Reported, from rank 0, as medians over the timed steps (robust to a step
  * slowed by another process): seconds per step, clips per second over all ranks, and the time
  * per step inside the gradient all-reduce, the loss sums (whose status agreement is where a
- * rank waits for the slowest) and the ZeRO-1 weight gather; RSS after the timed
+ * rank waits for the slowest) and the ZeRO-1 weight gather; of the gradient time, the part
+ * spent after backward (with train.overlap_allreduce, the default, the rest is spent inside
+ * backward, starting and progressing buckets; --no-overlap turns it off); RSS after the timed
  * steps and peak RSS are the largest over ranks. Compute threads come from OMP_NUM_THREADS (the config's train.threads is set to
  * it). */
 #include <cblas.h>
@@ -83,6 +86,7 @@ static double resident_mib(void) {
 typedef struct bench_args {
   const char *config, *label;
   int batch, steps, warmup;
+  int no_overlap;
   duet_dist_mpi_opts mpi;
 } bench_args;
 
@@ -98,6 +102,7 @@ static int parse(int argc, char **argv, bench_args *a) {
     else if (!strcmp(s, "--warmup") && more) a->warmup = atoi(argv[++i]);
     else if (!strcmp(s, "--zero1")) a->mpi.zero1 = 1;
     else if (!strcmp(s, "--per-param")) a->mpi.per_parameter = 1;
+    else if (!strcmp(s, "--no-overlap")) a->no_overlap = 1;
     else return -1;
   }
   return a->batch > 0 && a->steps > 0 && a->warmup >= 1 ? 0 : -1;
@@ -137,12 +142,13 @@ static int bench(const bench_args *a, duet_train_dist *dist, duet_err *err) {
   c.train.steps = a->warmup + a->steps;
   c.train.warmup = 0;
   c.train.threads = omp_get_max_threads();
+  c.train.overlap_allreduce = !a->no_overlap;
   duet_trainer *t = NULL;
   duet_trainer_opts o = {.cfg = &c, .dist = *dist};
   rc = duet_trainer_create(&t, &o, err);
   /* Per timed step: wall time and the collectives' time, each reported as its median so that
    * a step slowed by another process on the machine does not set the result. */
-  double *per = calloc((size_t)a->steps * 4, sizeof(double));
+  double *per = calloc((size_t)a->steps * 5, sizeof(double));
   if (!rc && !per) rc = duet_err_set(err, DUET_ENOMEM, "out of memory");
   duet_dist_mpi_stats s0, s1;
   for (int s = 0; !rc && s < a->warmup + a->steps; s++) {
@@ -156,6 +162,7 @@ static int bench(const bench_args *a, duet_train_dist *dist, duet_err *err) {
       per[a->steps + k] = s1.grad_seconds - s0.grad_seconds;
       per[2 * a->steps + k] = s1.sum_seconds - s0.sum_seconds;
       per[3 * a->steps + k] = s1.gather_seconds - s0.gather_seconds;
+      per[4 * a->steps + k] = s1.grad_wait_seconds - s0.grad_wait_seconds;
     }
   }
   rc = duet_dist_mpi_agree(dist, rc, err);
@@ -175,9 +182,10 @@ static int bench(const bench_args *a, duet_train_dist *dist, duet_err *err) {
       cur = rss[2 * r + 1] > cur ? rss[2 * r + 1] : cur;
     }
     long long params = (long long)duet_params_numel(duet_trainer_params(t));
-    printf("| %s | %d | %d | %d | %d | %lld | %.2f | %.3f | %.1f | %.1f | %.1f | %.0f | %.0f | %.0f |\n", a->label, world,
-           omp_get_max_threads(), a->batch, a->batch * world, params, step, a->batch * world / step,
-           1e3 * median(per + a->steps, a->steps), 1e3 * median(per + 2 * a->steps, a->steps),
+    printf("| %s | %d | %d | %d | %d | %lld | %.2f | %.3f | %.1f | %.1f | %.1f | %.1f | %.0f | %.0f | %.0f |\n", a->label,
+           world, omp_get_max_threads(), a->batch, a->batch * world, params, step, a->batch * world / step,
+           1e3 * median(per + a->steps, a->steps), 1e3 * median(per + 4 * a->steps, a->steps),
+           1e3 * median(per + 2 * a->steps, a->steps),
            1e3 * median(per + 3 * a->steps, a->steps),
            (s1.moment_bytes ? s1.moment_bytes : 8.0 * params) / 1048576.0, cur, peak);
     fflush(stdout);
@@ -192,7 +200,7 @@ int main(int argc, char **argv) {
   bench_args a;
   if (parse(argc, argv, &a)) {
     fprintf(stderr, "usage: [mpirun -np R] bench_dist [--config INI] [--batch B] [--steps N] [--warmup W] [--zero1] "
-                    "[--per-param] [--label TEXT]\n");
+                    "[--per-param] [--no-overlap] [--label TEXT]\n");
     return 2;
   }
   openblas_set_num_threads(omp_get_max_threads());

@@ -4,12 +4,13 @@
 #
 #   experiments/bench_dist.sh [BUILD_DIR] [CONFIG] [STEPS]     (defaults: build configs/small.ini 5)
 #
-# Rows: one process with 1 thread (the unit of the efficiency), 2 ranks x 1 thread (default
-# bucketed all-reduce, one all-reduce per parameter, ZeRO-1), and one process with 2 threads
-# at the same per-process batch and at the 2-rank global batch. Every run sets
-# OMP_WAIT_POLICY=PASSIVE, as duet-train does, so that idle OpenMP threads do not spin against
-# OpenBLAS's; each rank gets OMP_NUM_THREADS=1 so that two ranks use two cores, not four
-# threads on two cores.
+# Rows: one process with 1 thread (the unit of the efficiency), 2 ranks x 1 thread (bucketed
+# all-reduce overlapped with backward, the default; the same after backward; one all-reduce
+# per parameter; ZeRO-1), and one process with 2 threads at the same per-process batch and at
+# the 2-rank global batch. ROWS=overlap runs only the first three (the overlap comparison).
+# Every run sets OMP_WAIT_POLICY=PASSIVE, as duet-train does, so that idle OpenMP threads do
+# not spin against OpenBLAS's; each rank gets OMP_NUM_THREADS=1 so that two ranks use two
+# cores, not four threads on two cores.
 set -eu
 build=${1:-build}
 config=${2:-configs/small.ini}
@@ -25,8 +26,8 @@ echo
 echo "$config, batch 1 per process; medians over $steps timed steps after 1 warm-up step; load average at start:" \
   "$(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| run | ranks | threads/rank | batch/rank | global batch | parameters | s/step | clips/s | grad all-reduce ms/step | loss-sum wait ms/step | ZeRO gather ms/step | moments MiB/rank | RSS MiB/rank after | peak RSS MiB/rank |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| run | ranks | threads/rank | batch/rank | global batch | parameters | s/step | clips/s | grad all-reduce ms/step | of it after backward ms/step | loss-sum wait ms/step | ZeRO gather ms/step | moments MiB/rank | RSS MiB/rank after | peak RSS MiB/rank |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 
 one() { # label threads batch [args...]
   label=$1 threads=$2 batch=$3
@@ -41,7 +42,9 @@ two() { # label [args...]
 }
 
 one "1 process, 1 thread" 1 1
-two "2 ranks, bucketed all-reduce"
+two "2 ranks, bucketed, overlapped with backward"
+two "2 ranks, bucketed, after backward" --no-overlap
+[ "${ROWS:-all}" = overlap ] && exit 0
 two "2 ranks, all-reduce per parameter" --per-param
 two "2 ranks, ZeRO-1" --zero1
 one "1 process, 2 threads" 2 1

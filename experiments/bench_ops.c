@@ -1,6 +1,10 @@
 /* Op throughput on the CPU backend at the tiny and small model shapes, forward and
  * forward+backward, beside OpenBLAS's own sgemm on the same matrix shapes. Prints a Markdown
- * table (figures, machine, date). Usage: bench_ops [repeats] */
+ * table (figures, machine, date). Usage: bench_ops [repeats] [--cpu-time]
+ *
+ * --cpu-time times each call by the process's CPU time instead of the wall clock: with one
+ * thread (OMP_NUM_THREADS=1) that leaves out the time other processes held the core, which on
+ * a shared machine is the steadier figure. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,9 +16,11 @@
 #include "core/params.h"
 #include "core/rng.h"
 
+static clockid_t bench_clock = CLOCK_MONOTONIC;
+
 static double now(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(bench_clock, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -28,14 +34,17 @@ typedef struct shape_set {
   int batch, tokens, width, heads, text;
 } shape_set;
 
-typedef enum { OP_LINEAR, OP_ATTENTION, OP_LAYERNORM, OP_GELU, OP_MODULATE } op_kind;
-static const char *const op_names[] = {"linear (qkv)", "attention", "layernorm", "gelu", "modulate"};
+typedef enum { OP_LINEAR, OP_ATTENTION, OP_LAYERNORM, OP_GELU, OP_MODULATE, OP_HEAD_RMSNORM, OP_ROPE } op_kind;
+#define OP_LAST OP_ROPE
+static const char *const op_names[] = {"linear (qkv)", "attention", "layernorm", "gelu", "modulate",
+                                       "rmsnorm (per head)", "rope (3 axes)"};
 
 /* Inputs live outside the step (like parameters), so a timed run is the op alone: the output
  * allocation from the arena, the kernel, and for backward the gradient kernels. */
 typedef struct op_inputs {
   duet_param_set ps;
-  duet_tensor *x, *k, *v, *shift, *scale, *w, *b, *dy;
+  duet_tensor *x, *k, *v, *shift, *scale, *w, *b, *dy, *head_w, *pos;
+  duet_rope_spec spec;
 } op_inputs;
 
 static duet_tensor *input(duet_param_set *ps, const char *name, int ndim, const int64_t *shape, uint64_t stream) {
@@ -55,6 +64,20 @@ static void inputs_make(op_inputs *in, const shape_set *s) {
   in->scale = input(&in->ps, "scale", 2, bd, 5);
   in->w = input(&in->ps, "w", 2, ws, 6);
   in->b = input(&in->ps, "b", 1, bs, 7);
+  int64_t hw[1] = {s->width / s->heads};
+  in->head_w = input(&in->ps, "head_w", 1, hw, 8);
+  /* Video-like positions (t, h, w) on a 32 x 32 grid, a head's pairs split 1/4, 3/8, 3/8. */
+  int pairs = (int)(s->width / s->heads / 2);
+  in->spec = (duet_rope_spec){.n_axes = 3, .pairs_per_axis = {pairs / 4, 3 * pairs / 8, pairs - pairs / 4 - 3 * pairs / 8},
+                              .theta = 10000};
+  int64_t ps[2] = {s->tokens, 3};
+  in->pos = duet_params_add(&in->ps, "pos", DUET_F32, 2, ps, 0, NULL);
+  float *pp = in->pos->data;
+  for (int64_t i = 0; i < s->tokens; i++) {
+    pp[3 * i] = (float)(i / 1024);
+    pp[3 * i + 1] = (float)(i / 32 % 32);
+    pp[3 * i + 2] = (float)(i % 32);
+  }
 }
 
 /* Forward, and for backward an upstream gradient of ones through sum(). */
@@ -66,6 +89,12 @@ static void run_op(duet_graph *g, op_kind op, const shape_set *s, op_inputs *in,
     case OP_LAYERNORM: y = duet_layernorm(g, in->x, NULL, NULL, 1e-6); break;
     case OP_GELU: y = duet_gelu(g, in->x); break;
     case OP_MODULATE: y = duet_modulate(g, in->x, in->shift, in->scale); break;
+    case OP_HEAD_RMSNORM: {
+      int64_t split[4] = {s->batch, s->tokens, s->heads, s->width / s->heads};
+      y = duet_rmsnorm(g, duet_reshape(g, in->x, 4, split), in->head_w, 1e-6);
+      break;
+    }
+    case OP_ROPE: y = duet_rope(g, in->x, in->pos, s->heads, &in->spec); break;
   }
   if (backward) {
     duet_err err;
@@ -83,6 +112,8 @@ static double op_flops(op_kind op, const shape_set *s) {
     case OP_LAYERNORM: return 8.0 * n;
     case OP_GELU: return 10.0 * n;
     case OP_MODULATE: return 3.0 * n;
+    case OP_HEAD_RMSNORM: return 4.0 * n;
+    case OP_ROPE: return 3.0 * n;
   }
   return 0;
 }
@@ -140,7 +171,11 @@ static void cpu_model(char *buf, size_t size) {
 }
 
 int main(int argc, char **argv) {
-  int repeats = argc > 1 ? atoi(argv[1]) : 9;
+  int repeats = 9;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--cpu-time")) bench_clock = CLOCK_PROCESS_CPUTIME_ID;
+    else repeats = atoi(argv[i]);
+  }
   if (repeats < 1) repeats = 1;
   shape_set shapes[2] = {{"tiny", 4, 1056, 128, 4, 64}, {"small", 2, 2112, 384, 6, 64}};
   char cpu[256];
@@ -150,9 +185,9 @@ int main(int argc, char **argv) {
   time_t now_t = time(NULL);
   char date[32];
   strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now_t));
-  printf("# bench_ops — %s, %s (%s %s), OMP_NUM_THREADS=%s, OpenBLAS threads %d, median of %d\n\n", date, cpu,
-         u.sysname, u.machine, getenv("OMP_NUM_THREADS") ? getenv("OMP_NUM_THREADS") : "(default)",
-         openblas_get_num_threads(), repeats);
+  printf("# bench_ops — %s, %s (%s %s), OMP_NUM_THREADS=%s, OpenBLAS threads %d, median of %d, %s\n\n", date,
+         cpu, u.sysname, u.machine, getenv("OMP_NUM_THREADS") ? getenv("OMP_NUM_THREADS") : "(default)",
+         openblas_get_num_threads(), repeats, bench_clock == CLOCK_MONOTONIC ? "wall time" : "process CPU time");
   printf("| shape | op | forward ms | forward GFLOP/s | fwd+bwd ms | fwd+bwd GFLOP/s | sgemm GFLOP/s (same shape) |\n");
   printf("|---|---|---:|---:|---:|---:|---:|\n");
   for (int si = 0; si < 2; si++) {
@@ -162,7 +197,7 @@ int main(int argc, char **argv) {
     duet_graph g;
     duet_graph_init(&g, 1 << 20);
     double sg = sgemm_gflops(s, repeats);
-    for (int op = 0; op <= OP_MODULATE; op++) {
+    for (int op = 0; op <= OP_LAST; op++) {
       double f = op_flops((op_kind)op, s);
       duet_params_zero_grad(&in.ps);
       double tf = median_seconds((op_kind)op, s, &in, 0, repeats, &g);

@@ -6,7 +6,7 @@
 #include "core/rng.h"
 
 void duet_sample_params_defaults(duet_sample_params *p) {
-  *p = (duet_sample_params){DUET_TASK_T2AV, DUET_SAMPLER_HEUN, 25, 3.0, 3.0, 1.0, 0};
+  *p = (duet_sample_params){DUET_TASK_T2AV, DUET_SAMPLER_HEUN, 25, 3.0, 3.0, 1.0, 0, 1.0};
 }
 
 /* Keep masks per task, unless the caller gave explicit ones (inpainting, editing). */
@@ -87,6 +87,16 @@ static int velocity(sample_state *s, const float *xv, const float *xa, float tv,
     vv[i] = s->guided ? (float)(ov[s->vn + i] + gv * (ov[i] - ov[s->vn + i])) : ov[i];
   for (int64_t i = 0; i < s->an; i++)
     va[i] = s->guided ? (float)(oa[s->an + i] + ga * (oa[i] - oa[s->an + i])) : oa[i];
+  /* A clean estimate outside the codec's range is off the data for sure (guidance and an
+   * imperfect network both push there); pulling it back keeps the path where the network was
+   * trained instead of letting saturated pixels grow into grain. */
+  double lim = s->p->clamp_video;
+  if (lim > 0 && tv > 0)
+    for (int64_t i = 0; i < s->vn; i++) {
+      double x0 = xv[i] - (double)tv * vv[i];
+      if (x0 > lim) vv[i] = (float)((xv[i] - lim) / tv);
+      else if (x0 < -lim) vv[i] = (float)((xv[i] + lim) / tv);
+    }
   return DUET_OK;
 }
 

@@ -19,6 +19,8 @@ typedef struct duet_sample_params {
   double cfg_video, cfg_audio; /* 1 = no guidance (one pass); > 1 adds an unconditional pass */
   double time_shift;           /* schedule shift (>= 1 spends more steps at high noise) */
   uint64_t seed;
+  double clamp_video;          /* > 0: each step's clean-video estimate x_t - t v is held within
+                                  [-clamp_video, clamp_video] (the pixel codec's range is 1) */
 } duet_sample_params;
 
 void duet_sample_params_defaults(duet_sample_params *p);

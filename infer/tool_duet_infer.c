@@ -37,6 +37,8 @@ static void usage(FILE *f) {
           "  --cfg-video S         guidance scale for video (default 3; 1 = off)\n"
           "  --cfg-audio S         guidance scale for audio (default 3)\n"
           "  --shift S             schedule shift (default: the training config's flow.time_shift)\n"
+          "  --no-clamp            let the clean-video estimate leave the pixel range [-1, 1] during\n"
+          "                        sampling (by default it is held there at every step)\n"
           "  --seed N              (default 0)\n"
           "  --no-ema              sample with the raw weights instead of the EMA weights\n"
           "  --frames-dir DIR      also write frame_0000.png ...\n"
@@ -94,7 +96,7 @@ int main(int argc, char **argv) {
   const char *ckpt = NULL, *out = NULL, *task_name = "t2av", *prompt = "", *image = NULL, *video = NULL;
   const char *audio = NULL, *mask = NULL, *mask_box = NULL, *frames_dir = NULL, *wav = NULL;
   int keep_frames = -1, edit_audio = 0, use_ema = 1, force = 0, steps = 25, seed = 0;
-  double cfg_v = 3, cfg_a = 3, shift = -1;
+  double cfg_v = 3, cfg_a = 3, shift = -1, clamp = 1;
   const char *sampler = "heun";
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -124,6 +126,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--sampler")) TAKE(sampler);
     else if (!strcmp(a, "--edit-audio")) edit_audio = 1;
     else if (!strcmp(a, "--no-ema")) use_ema = 0;
+    else if (!strcmp(a, "--no-clamp")) clamp = 0;
     else if (!strcmp(a, "--force")) force = 1;
     else if (!strcmp(a, "--keep-frames")) { TAKE(num); if (!parse_int(num, &keep_frames)) goto bad_number; }
     else if (!strcmp(a, "--steps")) { TAKE(num); if (!parse_int(num, &steps)) goto bad_number; }
@@ -184,6 +187,7 @@ int main(int argc, char **argv) {
   req.sample.cfg_audio = cfg_a;
   req.sample.time_shift = shift > 0 ? shift : p->flow_cfg.time_shift;
   req.sample.seed = (uint64_t)seed;
+  req.sample.clamp_video = clamp;
   req.prompt = prompt;
   req.is_edit = is_edit;
   req.edit_audio = edit_audio;

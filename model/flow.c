@@ -1,5 +1,7 @@
 #include "model/flow.h"
 
+#include "core/params.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +128,16 @@ static int audio_generated(const sample_plan *p, int f) {
   return f >= p->keep_audio;
 }
 
+/* The value of a one-element tensor on any device (read back from a device). */
+static double scalar_value(const duet_tensor *t) {
+  unsigned char bytes[8] = {0};
+  duet_tensor h = *t;
+  h.device = DUET_CPU;
+  h.data = bytes;
+  duet_tensor_download(t, bytes);
+  return duet_tensor_get(&h, 0);
+}
+
 int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *fc, const duet_flow_batch *b,
                          uint64_t seed, uint64_t step, int64_t sample_base, int force_task, duet_flow_loss *out,
                          duet_err *err) {
@@ -225,11 +237,19 @@ int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *f
   duet_mmdit_outputs o;
   int rc = duet_mmdit_forward(m, g, &in, &o, err);
   if (rc) return rc;
+  /* Targets and masks go where the predictions are (the model's device). */
+  if (o.video_v->device != DUET_CPU) {
+    duet_device dev = o.video_v->device;
+    vtarget = duet_graph_from_host(g, DUET_F32, dev, vtarget->ndim, vtarget->shape, vtarget->data);
+    vloss_mask = duet_graph_from_host(g, DUET_F32, dev, vloss_mask->ndim, vloss_mask->shape, vloss_mask->data);
+    atarget = duet_graph_from_host(g, DUET_F32, dev, atarget->ndim, atarget->shape, atarget->data);
+    aloss_mask = duet_graph_from_host(g, DUET_F32, dev, aloss_mask->ndim, aloss_mask->shape, aloss_mask->data);
+  }
   duet_tensor *lv = duet_mse(g, o.video_v, vtarget, vloss_mask, 1.0);
   duet_tensor *la = duet_mse(g, o.audio_v, atarget, aloss_mask, 1.0);
   out->loss = duet_add(g, duet_scale(g, lv, fc->weight_video), duet_scale(g, la, fc->weight_audio));
   if (!duet_graph_ok(g)) return duet_graph_status(g, err);
-  out->loss_video = duet_tensor_get(lv, 0);
-  out->loss_audio = duet_tensor_get(la, 0);
+  out->loss_video = scalar_value(lv);
+  out->loss_audio = scalar_value(la);
   return DUET_OK;
 }

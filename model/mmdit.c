@@ -152,6 +152,29 @@ static duet_tensor *chunk(duet_graph *g, duet_tensor *mod, int k, int n) {
 }
 
 static duet_tensor *ln(duet_graph *g, duet_tensor *x) { return duet_layernorm(g, x, NULL, NULL, 1e-6); }
+/* adaLN: modulate(LN(x)) in one fused op (the normalised tensor is never stored). */
+static duet_tensor *ln_modulate(duet_graph *g, duet_tensor *x, duet_tensor *shift, duet_tensor *scale) {
+  return duet_norm_modulate(g, x, shift, scale, 0, 1e-6);
+}
+
+/* Where and in what dtype the network computes: those of its parameters (the GPU after
+ * duet_params_to_device; bf16 while a trainer swaps in bf16 copies of the weights). */
+static duet_device model_device(const duet_mmdit *m) { return m->params->device; }
+static duet_dtype model_dtype(const duet_mmdit *m) { return m->video.embed.weight->dtype; }
+
+/* A host-built tensor (an input, a mask, positions) on the model's device: the same tensor
+ * on the CPU, a copy otherwise (data, so no gradient). */
+static duet_tensor *on_model_device(duet_graph *g, const duet_mmdit *m, duet_tensor *t) {
+  if (!t || model_device(m) == t->device) return t;
+  if (t->device != DUET_CPU) return duet_graph_fail(g, DUET_EINVAL, "model input on device %d, model on %d",
+                                                    (int)t->device, (int)model_device(m));
+  return duet_graph_from_host(g, t->dtype, model_device(m), t->ndim, t->shape, t->data);
+}
+/* The same, converted to the compute dtype when it is a float tensor. */
+static duet_tensor *compute_input(duet_graph *g, const duet_mmdit *m, duet_tensor *t) {
+  t = on_model_device(g, m, t);
+  return t && duet_dtype_is_float(t->dtype) ? duet_cast(g, t, model_dtype(m)) : t;
+}
 
 /* One stream of a joint attention: its tokens, conditioning and rotary positions. */
 typedef struct stream_in {
@@ -173,7 +196,7 @@ static void joint_block(duet_graph *g, stream_in *s, int n, duet_tensor *key_mas
     int64_t w = s[i].x->shape[2];
     int pre = s[i].w->pre_only, chunks = pre ? 2 : 6;
     s[i].mod = duet_linear_layer_apply(g, &s[i].w->ada, s[i].cond);
-    duet_tensor *h = duet_modulate(g, ln(g, s[i].x), chunk(g, s[i].mod, 0, chunks), chunk(g, s[i].mod, 1, chunks));
+    duet_tensor *h = ln_modulate(g, s[i].x, chunk(g, s[i].mod, 0, chunks), chunk(g, s[i].mod, 1, chunks));
     duet_tensor *proj = duet_linear_layer_apply(g, &s[i].w->qkv, h);
     int64_t kv0 = pre ? 0 : w; /* [q,] k, v along channels */
     duet_tensor *k = duet_head_rmsnorm(g, duet_slice(g, proj, 2, kv0, w), heads, s[i].w->k_norm);
@@ -197,7 +220,7 @@ static void joint_block(duet_graph *g, stream_in *s, int n, duet_tensor *key_mas
     start += len;
     duet_tensor *x = duet_gated_residual(g, s[i].x, chunk(g, s[i].mod, 2, 6),
                                          duet_linear_layer_apply(g, &s[i].w->proj, oi));
-    duet_tensor *h = duet_modulate(g, ln(g, x), chunk(g, s[i].mod, 3, 6), chunk(g, s[i].mod, 4, 6));
+    duet_tensor *h = ln_modulate(g, x, chunk(g, s[i].mod, 3, 6), chunk(g, s[i].mod, 4, 6));
     s[i].x = duet_gated_residual(g, x, chunk(g, s[i].mod, 5, 6), duet_mlp_apply(g, &s[i].w->mlp, h));
   }
 }
@@ -209,7 +232,7 @@ static duet_tensor *cross_block(duet_graph *g, const duet_cross_weights *w, duet
   if (!x || !y) return NULL;
   int64_t width = x->shape[2];
   duet_tensor *mod = duet_linear_layer_apply(g, &w->ada, cond);
-  duet_tensor *h = duet_modulate(g, ln(g, x), chunk(g, mod, 0, 3), chunk(g, mod, 1, 3));
+  duet_tensor *h = ln_modulate(g, x, chunk(g, mod, 0, 3), chunk(g, mod, 1, 3));
   duet_tensor *q = duet_head_rmsnorm(g, duet_linear_layer_apply(g, &w->q, h), heads, w->q_norm);
   duet_tensor *kv = duet_linear_layer_apply(g, &w->kv, ln(g, y));
   duet_tensor *k = duet_head_rmsnorm(g, duet_slice(g, kv, 2, 0, width), heads, w->k_norm);
@@ -225,6 +248,8 @@ static duet_tensor *cross_block(duet_graph *g, const duet_cross_weights *w, duet
 /* cond = MLP(timestep embedding of t) + projection of the pooled text. */
 static duet_tensor *branch_cond(duet_graph *g, const duet_branch_io *io, duet_tensor *t, duet_tensor *pooled) {
   duet_tensor *e = duet_timestep_embedding(g, t, TIMESTEP_DIM, 10000.0, 1000.0);
+  /* Times stay f32 (bf16 would blur 1000 t); the embedding joins the compute dtype. */
+  if (e && pooled) e = duet_cast(g, e, pooled->dtype);
   e = duet_linear_layer_apply(g, &io->t_mlp2, duet_silu(g, duet_linear_layer_apply(g, &io->t_mlp1, e)));
   return duet_add(g, e, duet_linear_layer_apply(g, &io->pooled_in, pooled));
 }
@@ -262,7 +287,7 @@ static duet_tensor *final_layer(duet_graph *g, const duet_branch_io *io, duet_te
                                 int64_t ref_tokens) {
   if (!x) return NULL;
   duet_tensor *mod = duet_linear_layer_apply(g, &io->final_ada, cond);
-  duet_tensor *h = duet_modulate(g, ln(g, x), chunk(g, mod, 0, 2), chunk(g, mod, 1, 2));
+  duet_tensor *h = ln_modulate(g, x, chunk(g, mod, 0, 2), chunk(g, mod, 1, 2));
   if (ref_tokens) h = duet_slice(g, h, 1, ref_tokens, h->shape[1] - ref_tokens);
   return duet_linear_layer_apply(g, &io->final_out, h);
 }
@@ -325,8 +350,25 @@ int duet_mmdit_forward(duet_mmdit *m, duet_graph *g, const duet_mmdit_inputs *in
     duet_graph_fail(g, DUET_EINVAL, "model input ref_audio does not match model.ref_audio_frames=%d", c->ref_audio_frames);
   if (g->failed) return duet_graph_status(g, err);
 
+  /* Inputs are built on the host; the network runs where its parameters are. Masks are read
+   * on the host too (key masks, the pooled text), so both copies are kept. */
+  duet_mmdit_inputs host_in = *in, dev_in = *in;
+  dev_in.video_xt = compute_input(g, m, in->video_xt);
+  dev_in.video_cond = compute_input(g, m, in->video_cond);
+  dev_in.video_mask = compute_input(g, m, in->video_mask);
+  dev_in.audio_xt = compute_input(g, m, in->audio_xt);
+  dev_in.audio_cond = compute_input(g, m, in->audio_cond);
+  dev_in.audio_mask = compute_input(g, m, in->audio_mask);
+  dev_in.ref_video = compute_input(g, m, in->ref_video);
+  dev_in.ref_audio = compute_input(g, m, in->ref_audio);
+  dev_in.t_video = on_model_device(g, m, in->t_video);
+  dev_in.t_audio = on_model_device(g, m, in->t_audio);
+  dev_in.text = compute_input(g, m, in->text);
+  dev_in.text_mask = on_model_device(g, m, in->text_mask);
+  in = &dev_in;
+
   duet_tensor *pooled = NULL;
-  duet_tensor *text = duet_text_encode(g, &m->text, in->text, in->text_mask, &pooled);
+  duet_tensor *text = duet_text_encode(g, &m->text, in->text, host_in.text_mask, &pooled);
   duet_tensor *xv = embed_video(g, m, in), *xa = embed_audio(g, m, in);
   duet_tensor *cond_v = branch_cond(g, &m->video, in->t_video, pooled);
   duet_tensor *cond_a = branch_cond(g, &m->audio, in->t_audio, pooled);
@@ -335,21 +377,21 @@ int duet_mmdit_forward(duet_mmdit *m, duet_graph *g, const duet_mmdit_inputs *in
   const duet_branch_positions *pv = &m->pos.video, *pa = &m->pos.audio;
   int vfirst = in->ref_video ? 0 : pv->ref_tokens, afirst = in->ref_audio ? 0 : pa->ref_tokens;
   int nv = pv->tokens - vfirst, na = pa->tokens - afirst;
-  duet_tensor *pos_v = duet_positions_tensor(g, pv->self_pos, pv->self_axes, vfirst, nv);
-  duet_tensor *pos_a = duet_positions_tensor(g, pa->self_pos, pa->self_axes, afirst, na);
+  duet_tensor *pos_v = on_model_device(g, m, duet_positions_tensor(g, pv->self_pos, pv->self_axes, vfirst, nv));
+  duet_tensor *pos_a = on_model_device(g, m, duet_positions_tensor(g, pa->self_pos, pa->self_axes, afirst, na));
 
   if (c->fusion == DUET_FUSION_CROSS) {
     /* Each branch keeps its own copy of the text stream, in its own width. */
     duet_tensor *tv = duet_linear_layer_apply(g, &m->video.text_in, text);
     duet_tensor *ta = duet_linear_layer_apply(g, &m->audio.text_in, text);
-    duet_tensor *mask_v = joint_key_mask(g, in->text_mask, nv, 0);
-    duet_tensor *mask_a = joint_key_mask(g, in->text_mask, na, 0);
+    duet_tensor *mask_v = on_model_device(g, m, joint_key_mask(g, host_in.text_mask, nv, 0));
+    duet_tensor *mask_a = on_model_device(g, m, joint_key_mask(g, host_in.text_mask, na, 0));
     /* Cross-attention positions: time only, in the attending branch's spec. */
     const duet_rope_spec *cs_a = &pa->cross_spec, *cs_v = &pv->cross_spec;
-    duet_tensor *a_q = duet_positions_cross_tensor(g, pa->times, afirst, na, cs_a->n_axes);
-    duet_tensor *a_k = duet_positions_cross_tensor(g, pv->times, vfirst, nv, cs_a->n_axes);
-    duet_tensor *v_q = duet_positions_cross_tensor(g, pv->times, vfirst, nv, cs_v->n_axes);
-    duet_tensor *v_k = duet_positions_cross_tensor(g, pa->times, afirst, na, cs_v->n_axes);
+    duet_tensor *a_q = on_model_device(g, m, duet_positions_cross_tensor(g, pa->times, afirst, na, cs_a->n_axes));
+    duet_tensor *a_k = on_model_device(g, m, duet_positions_cross_tensor(g, pv->times, vfirst, nv, cs_a->n_axes));
+    duet_tensor *v_q = on_model_device(g, m, duet_positions_cross_tensor(g, pv->times, vfirst, nv, cs_v->n_axes));
+    duet_tensor *v_k = on_model_device(g, m, duet_positions_cross_tensor(g, pa->times, afirst, na, cs_v->n_axes));
     for (int i = 0; i < c->depth && !g->failed; i++) {
       const duet_dual_block *b = &m->blocks[i];
       stream_in vs[2] = {{&b->video, xv, sv, pos_v, &pv->self_spec, NULL}, {&b->video_text, tv, sv, NULL, NULL, NULL}};
@@ -366,7 +408,7 @@ int duet_mmdit_forward(duet_mmdit *m, duet_graph *g, const duet_mmdit_inputs *in
   } else {
     /* One attention over [text; video; audio]; the text stream is conditioned on both times. */
     duet_tensor *st = duet_silu(g, duet_scale(g, duet_add(g, cond_v, cond_a), 0.5));
-    duet_tensor *mask = joint_key_mask(g, in->text_mask, nv + na, 1);
+    duet_tensor *mask = on_model_device(g, m, joint_key_mask(g, host_in.text_mask, nv + na, 1));
     duet_tensor *tx = text;
     for (int i = 0; i < c->depth && !g->failed; i++) {
       const duet_dual_block *b = &m->blocks[i];
@@ -393,8 +435,11 @@ int duet_mmdit_forward(duet_mmdit *m, duet_graph *g, const duet_mmdit_inputs *in
 
   duet_tensor *ov = final_layer(g, &m->video, xv, sv, in->ref_video ? pv->ref_tokens : 0);
   duet_tensor *oa = final_layer(g, &m->audio, xa, sa, in->ref_audio ? pa->ref_tokens : 0);
-  out->video_v = duet_unpatchify3d(g, ov, c->video_frames, c->video_height, c->video_width, c->video_channels,
-                                   c->patch_t, c->patch_h, c->patch_w);
-  out->audio_v = duet_unpatchify1d(g, oa, c->audio_frames, c->audio_channels, c->patch_a);
+  /* Predictions of a bf16 network leave in f32 (the loss and the sampler's arithmetic), on the
+   * model's device. */
+  duet_dtype out_dt = model_dtype(m) == DUET_BF16 ? DUET_F32 : model_dtype(m);
+  out->video_v = duet_cast(g, duet_unpatchify3d(g, ov, c->video_frames, c->video_height, c->video_width,
+                                                c->video_channels, c->patch_t, c->patch_h, c->patch_w), out_dt);
+  out->audio_v = duet_cast(g, duet_unpatchify1d(g, oa, c->audio_frames, c->audio_channels, c->patch_a), out_dt);
   return duet_graph_status(g, err);
 }

@@ -60,7 +60,8 @@ static duet_tensor *masked_mean(duet_graph *g, duet_tensor *tokens, duet_tensor 
   if (!tokens || !mask) return NULL;
   int64_t B = tokens->shape[0], L = tokens->shape[1], W = tokens->shape[2];
   int64_t ws[3] = {B, 1, L};
-  duet_tensor *wts = duet_graph_new(g, tokens->dtype, tokens->device, 3, ws);
+  /* Built on the host from the host mask, then copied to the tokens' device if elsewhere. */
+  duet_tensor *wts = duet_graph_new(g, tokens->dtype, DUET_CPU, 3, ws);
   if (!wts) return NULL;
   const uint8_t *m = mask->data;
   for (int64_t b = 0; b < B; b++) {
@@ -69,6 +70,7 @@ static duet_tensor *masked_mean(duet_graph *g, duet_tensor *tokens, duet_tensor 
     for (int64_t l = 0; l < L; l++)
       duet_tensor_set(wts, b * L + l, m[b * L + l] && count ? 1.0 / (double)count : 0.0);
   }
+  if (tokens->device != DUET_CPU) wts = duet_graph_from_host(g, wts->dtype, tokens->device, 3, ws, wts->data);
   duet_tensor *pooled = duet_matmul(g, wts, tokens, 0, 0);
   int64_t ps[2] = {B, W};
   return duet_reshape(g, pooled, 2, ps);
@@ -88,13 +90,17 @@ duet_tensor *duet_text_encode(duet_graph *g, const duet_text_encoder *enc, duet_
     x = duet_linear_layer_apply(g, &enc->emb_in, text);
   }
   x = duet_add(g, x, enc->pos_emb);
+  /* mask is read on the host (the pooling weights); attention takes it on x's device. */
+  duet_tensor *dev_mask = mask;
+  if (x && mask->device != x->device)
+    dev_mask = duet_graph_from_host(g, mask->dtype, x->device, mask->ndim, mask->shape, mask->data);
   for (int i = 0; i < enc->layers; i++) {
     const duet_text_block *b = &enc->blocks[i];
     duet_tensor *h = duet_layernorm(g, x, b->ln1_w, b->ln1_b, 1e-6);
     duet_tensor *qkv = duet_linear_layer_apply(g, &b->qkv, h);
     int w = enc->width;
     duet_tensor *q = duet_slice(g, qkv, 2, 0, w), *k = duet_slice(g, qkv, 2, w, w), *v = duet_slice(g, qkv, 2, 2 * w, w);
-    duet_tensor *a = duet_attention(g, q, k, v, mask, enc->heads);
+    duet_tensor *a = duet_attention(g, q, k, v, dev_mask, enc->heads);
     x = duet_add(g, x, duet_linear_layer_apply(g, &b->proj, a));
     h = duet_layernorm(g, x, b->ln2_w, b->ln2_b, 1e-6);
     x = duet_add(g, x, duet_mlp_apply(g, &b->mlp, h));

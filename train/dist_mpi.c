@@ -8,6 +8,15 @@
 
 #include "core/optim.h"
 
+#ifdef DUET_HAVE_CUDA
+#include "core/cuda/cuda_backend.h"
+#endif
+#ifdef DUET_HAVE_NCCL
+#include <nccl.h>
+
+#include "core/cuda/nccl_comm.h"
+#endif
+
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -31,6 +40,42 @@ typedef struct zero_shard {
   int gathered;     /* rank 0: opt's moment tensors hold full storage for a save */
 } zero_shard;
 
+/* One bucket of the overlap plan: parameters that follow each other in ready order, about a
+ * bucket's worth of gradient, started as one group as soon as all of them are final. */
+typedef struct ov_bucket {
+  int first, count;        /* members: order[first .. first + count) */
+  int pending;             /* members not yet reported final in this backward */
+  int64_t pack_at, pack_n; /* the packed (small) members' slice of pack */
+} ov_bucket;
+
+/* The all-reduce overlapped with backward (grads_begin, grad_ready, grads_end). The plan is
+ * the order in which rank 0's first overlapped backward finished the gradients, broadcast so
+ * that every rank starts the same collectives in the same order whatever its own order. */
+typedef struct overlap {
+  const duet_param_set *ps; /* the set the tables below were made for */
+  int count;                /* ps->count then */
+  size_t hmask;             /* tensor -> parameter index, open addressing */
+  const duet_tensor **hkey;
+  int *hval;
+  int *order;      /* [count] parameter indices: recorded, then (planned) the plan */
+  int n_order;
+  unsigned char *ready; /* [count] reported final in this backward */
+  int *bucket_of;  /* [count] -1: not trainable */
+  ov_bucket *b;
+  int nb;
+  float *pack;     /* host gradients below inplace_elems, packed per bucket */
+  int64_t pack_elems;
+  MPI_Request *req; /* every collective of a step, in the order they are started */
+  int n_req;
+  int planned;
+  int active;      /* between grads_begin and grads_end */
+  int next;        /* the next bucket to start */
+  int req_started, req_open; /* requests posted so far; the first not known complete */
+  int done;        /* this step's gradients are summed: allreduce_grads has nothing left */
+  int rc;          /* the first failure inside grad_ready, reported by grads_end */
+  duet_err err;
+} overlap;
+
 typedef struct mpi_ctx {
   MPI_Comm comm;
   int rank, world, local_rank, local_world;
@@ -45,6 +90,10 @@ typedef struct mpi_ctx {
   int64_t inplace_elems; /* gradients this large are not packed */
   int zero1;
   zero_shard z;
+  overlap ov;
+#ifdef DUET_HAVE_NCCL
+  duet_nccl *nccl; /* made at the first reduction of gradients that live on the GPU */
+#endif
   duet_dist_mpi_stats stats;
 } mpi_ctx;
 
@@ -174,8 +223,7 @@ static int flush_bucket(mpi_ctx *c, duet_param_set *ps, int from, int to, int64_
  * smaller ones (biases, norm gains) are packed, in the set's order, into buckets, so that they
  * cost a few collectives rather than one each. For two ranks every element is a + b whatever
  * the bucketing, so the result is the per-parameter path's, bit for bit. */
-static int reduce_grads(void *ctx, duet_param_set *ps, duet_err *err) {
-  mpi_ctx *c = ctx;
+static int reduce_grads_host(mpi_ctx *c, duet_param_set *ps, duet_err *err) {
   double t0 = MPI_Wtime();
   int rc = ensure_bucket(c, err);
   int from = 0;
@@ -209,6 +257,360 @@ static int reduce_grads(void *ctx, duet_param_set *ps, duet_err *err) {
     fill += n;
   }
   if (!rc) rc = flush_bucket(c, ps, from, ps->count, fill, err);
+  c->stats.grad_seconds += MPI_Wtime() - t0;
+  return rc;
+}
+
+
+/* ---- gradients on the GPU: NCCL ---- */
+
+#ifdef DUET_HAVE_NCCL
+/* The communicator, made on first use: rank 0 makes the id, MPI carries it to the others, and
+ * every rank joins on its current device (duet_dist_mpi_select_gpu chose it by local rank).
+ * Every rank gets here at the same point (the first reduction of device gradients). */
+static int nccl_ensure(mpi_ctx *c, duet_err *err) {
+  if (c->nccl) return DUET_OK;
+  unsigned char id[DUET_NCCL_ID_BYTES] = {0};
+  int rc = c->rank == 0 ? duet_nccl_unique_id(id, err) : DUET_OK;
+  /* The id is agreed on before the broadcast, so that a rank 0 without one stops everyone. */
+  if ((rc = agree(c, rc, rc ? err->msg : NULL, err))) return rc;
+  int mrc = MPI_Bcast(id, DUET_NCCL_ID_BYTES, MPI_BYTE, 0, c->comm);
+  if (mrc != MPI_SUCCESS) return mpi_error(c, mrc, "broadcasting the NCCL id", err);
+  rc = duet_nccl_init(&c->nccl, id, c->world, c->rank, err);
+  if (rc) c->broken = 1; /* the others may wait in ncclCommInitRank: only an abort ends that */
+  return rc;
+}
+
+/* Queues the sums of parameters order[from .. to) (indices into ps) on the compute stream, as
+ * one NCCL group, so that NCCL fuses them into few kernels: the device counterpart of packing
+ * small gradients into a host bucket, without the copies. */
+static int nccl_group(mpi_ctx *c, duet_param_set *ps, const int *order, int from, int to, duet_err *err) {
+  ncclResult_t r = ncclGroupStart();
+  int rc = r == ncclSuccess ? DUET_OK : duet_err_set(err, DUET_EIO, "nccl: group start: %s", ncclGetErrorString(r));
+  int64_t calls = 0;
+  for (int k = from; k < to && !rc; k++) {
+    duet_tensor *p = ps->items[order ? order[k] : k];
+    if (!trainable(p)) continue;
+    rc = duet_nccl_allreduce_f32(c->nccl, p->grad->data, (size_t)p->grad->numel, DUET_NCCL_SUM, NULL, err);
+    c->stats.grad_bytes += p->grad->numel * (int64_t)sizeof(float);
+    calls++;
+  }
+  r = ncclGroupEnd();
+  if (!rc && r != ncclSuccess) rc = duet_err_set(err, DUET_EIO, "nccl: group end: %s", ncclGetErrorString(r));
+  c->stats.grad_calls += calls;
+  /* A half-queued group leaves peers waiting inside NCCL: only an abort ends that. */
+  if (rc) c->broken = 1;
+  return rc;
+}
+#endif
+
+/* Device gradients: NCCL on the compute stream, in groups of about a bucket. They complete in
+ * stream order, before the clipping and optimizer kernels queued after them. */
+static int reduce_grads_device(mpi_ctx *c, duet_param_set *ps, duet_err *err) {
+#ifdef DUET_HAVE_NCCL
+  double t0 = MPI_Wtime();
+  int rc = nccl_ensure(c, err);
+  int from = 0;
+  int64_t fill = 0;
+  for (int i = 0; i < ps->count && !rc; i++) {
+    if (!trainable(ps->items[i])) continue;
+    fill += ps->items[i]->grad->numel;
+    if (fill >= c->bucket_elems) {
+      rc = nccl_group(c, ps, NULL, from, i + 1, err);
+      from = i + 1;
+      fill = 0;
+    }
+  }
+  if (!rc) rc = nccl_group(c, ps, NULL, from, ps->count, err);
+  c->stats.grad_seconds += MPI_Wtime() - t0;
+  return rc;
+#else
+  (void)ps;
+  return duet_err_set(err, DUET_ENOTSUP, "mpi: rank %d: gradients on a GPU need a build with NCCL", c->rank);
+#endif
+}
+
+static int reduce_grads(void *ctx, duet_param_set *ps, duet_err *err) {
+  mpi_ctx *c = ctx;
+  /* The overlapped backward of this step has summed everything already. */
+  if (c->ov.done) {
+    c->ov.done = 0;
+    return DUET_OK;
+  }
+  return ps->device == DUET_CPU ? reduce_grads_host(c, ps, err) : reduce_grads_device(c, ps, err);
+}
+
+/* ---- the all-reduce overlapped with backward ---- */
+
+static void ov_free(overlap *o) {
+  free(o->hkey);
+  free(o->hval);
+  free(o->order);
+  free(o->ready);
+  free(o->bucket_of);
+  free(o->b);
+  free(o->pack);
+  free(o->req);
+  memset(o, 0, sizeof *o);
+}
+
+static size_t ov_hash(const overlap *o, const duet_tensor *t) {
+  return (size_t)(((uintptr_t)t >> 4) * 0x9E3779B97F4A7C15ull) & o->hmask;
+}
+
+/* The index of parameter t in the set, -1 for any other tensor (an input that requires a
+ * gradient, say). */
+static int ov_index(const overlap *o, const duet_tensor *t) {
+  for (size_t h = ov_hash(o, t); o->hkey[h]; h = (h + 1) & o->hmask)
+    if (o->hkey[h] == t) return o->hval[h];
+  return -1;
+}
+
+/* Tables for ps, made again (and the plan with them) when the set is another one. */
+static int ov_prepare(mpi_ctx *c, const duet_param_set *ps, duet_err *err) {
+  overlap *o = &c->ov;
+  if (o->ps == ps && o->count == ps->count) return DUET_OK;
+  ov_free(o);
+  size_t cap = 64;
+  while (cap < 2 * (size_t)ps->count) cap <<= 1;
+  size_t n = (size_t)(ps->count > 0 ? ps->count : 1);
+  o->hkey = calloc(cap, sizeof *o->hkey);
+  o->hval = calloc(cap, sizeof *o->hval);
+  o->order = calloc(n, sizeof *o->order);
+  o->ready = calloc(n, 1);
+  o->bucket_of = calloc(n, sizeof *o->bucket_of);
+  if (!o->hkey || !o->hval || !o->order || !o->ready || !o->bucket_of) {
+    ov_free(o);
+    return duet_err_set(err, DUET_ENOMEM, "mpi: out of memory for the overlap tables");
+  }
+  o->hmask = cap - 1;
+  for (int i = 0; i < ps->count; i++) {
+    size_t h = ov_hash(o, ps->items[i]);
+    while (o->hkey[h]) h = (h + 1) & o->hmask;
+    o->hkey[h] = ps->items[i];
+    o->hval[h] = i;
+  }
+  o->ps = ps;
+  o->count = ps->count;
+  return DUET_OK;
+}
+
+/* Collectives of one bucket's members; with host gradients, small ones share one (packed). */
+static int ov_bucket_requests(const mpi_ctx *c, const duet_param_set *ps, const ov_bucket *b) {
+  int n = b->pack_n > 0;
+  for (int k = b->first; k < b->first + b->count; k++) {
+    int64_t e = ps->items[c->ov.order[k]]->grad->numel;
+    if (ps->device != DUET_CPU || e >= c->inplace_elems) n += (int)((e + c->bucket_elems - 1) / c->bucket_elems);
+  }
+  return n;
+}
+
+/* Makes the plan at the end of the first overlapped backward: rank 0's order (parameters its
+ * backward never finished go last, in the set's order), cut into buckets of about bucket_elems
+ * elements; a gradient larger than a bucket is a bucket of its own. Every rank calls it; the
+ * caller agrees on the outcome. */
+static int ov_plan(mpi_ctx *c, const duet_param_set *ps, duet_err *err) {
+  overlap *o = &c->ov;
+  int n = c->rank == 0 ? o->n_order : 0;
+  int mrc = MPI_Bcast(&n, 1, MPI_INT, 0, c->comm);
+  if (mrc == MPI_SUCCESS) mrc = MPI_Bcast(o->order, n, MPI_INT, 0, c->comm);
+  if (mrc != MPI_SUCCESS) return mpi_error(c, mrc, "broadcasting the gradient order", err);
+  memset(o->ready, 0, (size_t)o->count);
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    int p = o->order[i];
+    if (p < 0 || p >= o->count || o->ready[p] || !trainable(ps->items[p]))
+      return duet_err_set(err, DUET_EINVAL, "mpi: rank %d: rank 0's gradient order names parameter %d, "
+                          "which is not one of this rank's %d trainable ones", c->rank, p, o->count);
+    o->ready[p] = 1;
+    o->order[k++] = p;
+  }
+  for (int p = 0; p < o->count; p++)
+    if (!o->ready[p] && trainable(ps->items[p])) o->order[k++] = p;
+  o->n_order = k;
+  o->b = calloc((size_t)(k > 0 ? k : 1), sizeof *o->b);
+  if (!o->b) return duet_err_set(err, DUET_ENOMEM, "mpi: out of memory for the overlap plan");
+  for (int p = 0; p < o->count; p++) o->bucket_of[p] = -1;
+  o->nb = 0;
+  o->pack_elems = 0;
+  int64_t fill = 0;
+  for (int i = 0; i < k; i++) {
+    int64_t e = ps->items[o->order[i]]->grad->numel;
+    /* A gradient of a bucket or more fills the one it opens, so it is alone in it. */
+    if (o->nb == 0 || fill + e > c->bucket_elems) {
+      o->b[o->nb].first = i;
+      o->b[o->nb].pack_at = o->pack_elems;
+      o->nb++;
+      fill = 0;
+    }
+    ov_bucket *b = &o->b[o->nb - 1];
+    b->count++;
+    fill += e;
+    o->bucket_of[o->order[i]] = o->nb - 1;
+    if (ps->device == DUET_CPU && e < c->inplace_elems) {
+      b->pack_n += e;
+      o->pack_elems += e;
+    }
+  }
+  o->n_req = 0;
+  for (int i = 0; i < o->nb; i++) o->n_req += ov_bucket_requests(c, ps, &o->b[i]);
+  o->pack = alloc_floats(o->pack_elems);
+  o->req = malloc(sizeof *o->req * (size_t)(o->n_req > 0 ? o->n_req : 1));
+  if (!o->pack || !o->req) return duet_err_set(err, DUET_ENOMEM, "mpi: out of memory for the overlap buckets");
+  o->planned = 1;
+  return DUET_OK;
+}
+
+/* Posts bucket i's collectives: the packed small gradients, then each larger one where it lies
+ * (in pieces of at most a bucket). Device gradients go to NCCL as one group instead. */
+static int ov_start(mpi_ctx *c, const duet_param_set *ps, int i, duet_err *err) {
+  overlap *o = &c->ov;
+  const ov_bucket *b = &o->b[i];
+#ifdef DUET_HAVE_NCCL
+  if (ps->device != DUET_CPU) return nccl_group(c, (duet_param_set *)ps, o->order, b->first, b->first + b->count, err);
+#endif
+  float *pack = o->pack + b->pack_at;
+  int64_t at = 0;
+  for (int k = b->first; k < b->first + b->count; k++) {
+    const duet_tensor *g = ps->items[o->order[k]]->grad;
+    if (g->numel >= c->inplace_elems) continue;
+    memcpy(pack + at, g->data, sizeof(float) * (size_t)g->numel);
+    at += g->numel;
+  }
+  if (b->pack_n > 0) {
+    int mrc = MPI_Iallreduce(MPI_IN_PLACE, pack, (int)b->pack_n, MPI_FLOAT, MPI_SUM, c->comm, &o->req[o->req_started]);
+    if (mrc != MPI_SUCCESS) return mpi_error(c, mrc, "starting a gradient all-reduce", err);
+    o->req_started++;
+    c->stats.grad_calls++;
+    c->stats.grad_bytes += b->pack_n * (int64_t)sizeof(float);
+  }
+  for (int k = b->first; k < b->first + b->count; k++) {
+    duet_tensor *g = ps->items[o->order[k]]->grad;
+    if (g->numel < c->inplace_elems) continue;
+    for (int64_t done = 0; done < g->numel; done += c->bucket_elems) {
+      int64_t n = g->numel - done < c->bucket_elems ? g->numel - done : c->bucket_elems;
+      int mrc = MPI_Iallreduce(MPI_IN_PLACE, (float *)g->data + done, (int)n, MPI_FLOAT, MPI_SUM, c->comm,
+                               &o->req[o->req_started]);
+      if (mrc != MPI_SUCCESS) return mpi_error(c, mrc, "starting a gradient all-reduce", err);
+      o->req_started++;
+      c->stats.grad_calls++;
+    }
+    c->stats.grad_bytes += g->numel * (int64_t)sizeof(float);
+  }
+  return DUET_OK;
+}
+
+/* Lets MPI move the started collectives on: a non-blocking collective advances only inside MPI
+ * calls of this thread, so without these it would all happen in the final wait. */
+static int ov_progress(mpi_ctx *c, duet_err *err) {
+  overlap *o = &c->ov;
+  if (o->req_open >= o->req_started) return DUET_OK;
+  int flag = 0;
+  int mrc = MPI_Testall(o->req_started - o->req_open, o->req + o->req_open, &flag, MPI_STATUSES_IGNORE);
+  if (mrc != MPI_SUCCESS) return mpi_error(c, mrc, "a gradient all-reduce", err);
+  if (flag) o->req_open = o->req_started;
+  return DUET_OK;
+}
+
+/* Every rank, right before the backward that finishes the step's gradients: an agreement
+ * first, since from here on the ranks make collectives that a rank which failed earlier in
+ * the step (reading, forward) would never join. */
+static int ov_begin(void *ctx, duet_param_set *ps, duet_err *err) {
+  mpi_ctx *c = ctx;
+  overlap *o = &c->ov;
+  double t0 = MPI_Wtime();
+  int rc = ov_prepare(c, ps, err);
+#ifndef DUET_HAVE_NCCL
+  if (!rc && ps->device != DUET_CPU)
+    rc = duet_err_set(err, DUET_ENOTSUP, "mpi: rank %d: gradients on a GPU need a build with NCCL", c->rank);
+#endif
+  for (int i = 0; !rc && i < ps->count; i++)
+    if (trainable(ps->items[i]) && ps->items[i]->grad->dtype != DUET_F32)
+      rc = duet_err_set(err, DUET_ENOTSUP, "mpi: gradient of '%s' is %s; f32 needed", ps->items[i]->name,
+                        duet_dtype_name(ps->items[i]->grad->dtype));
+  if ((rc = agree(c, rc, rc ? err->msg : NULL, err))) return rc;
+#ifdef DUET_HAVE_NCCL
+  if (ps->device != DUET_CPU && (rc = nccl_ensure(c, err))) return rc;
+#endif
+  memset(o->ready, 0, (size_t)o->count);
+  if (!o->planned) o->n_order = 0;
+  for (int i = 0; i < o->nb; i++) o->b[i].pending = o->b[i].count;
+  o->next = o->req_started = o->req_open = 0;
+  o->done = 0;
+  o->rc = DUET_OK;
+  o->active = 1;
+  /* Mostly the agreement's wait for the slowest rank, which the loss sums would otherwise
+   * have waited: counted with them, so that the gradient time stays the reduction's own. */
+  c->stats.sum_seconds += MPI_Wtime() - t0;
+  return DUET_OK;
+}
+
+/* From backward: param's gradient is final. Starts every bucket, in plan order, whose members
+ * are all final, and moves the started ones on. A failure is kept for grads_end. */
+static void ov_ready(void *ctx, duet_tensor *param) {
+  mpi_ctx *c = ctx;
+  overlap *o = &c->ov;
+  if (!o->active || o->rc) return;
+  int p = ov_index(o, param);
+  if (p < 0 || o->ready[p] || !trainable(param)) return;
+  o->ready[p] = 1;
+  if (!o->planned) { /* the first backward only records its order */
+    o->order[o->n_order++] = p;
+    return;
+  }
+  int b = o->bucket_of[p];
+  if (b < 0) return;
+  double t0 = MPI_Wtime();
+  o->b[b].pending--;
+  int64_t calls = c->stats.grad_calls;
+  while (!o->rc && o->next < o->nb && o->b[o->next].pending == 0) o->rc = ov_start(c, o->ps, o->next++, &o->err);
+  c->stats.early_calls += c->stats.grad_calls - calls;
+  if (!o->rc) o->rc = ov_progress(c, &o->err);
+  c->stats.grad_hook_seconds += MPI_Wtime() - t0;
+  c->stats.grad_seconds += MPI_Wtime() - t0;
+}
+
+/* Every rank, after that backward whatever its outcome: starts the buckets not started yet
+ * (those of gradients backward did not finish, or all of them on the first step, which makes
+ * the plan), waits for every collective and unpacks the small gradients. On the GPU the
+ * collectives are queued on the compute stream and complete in its order. */
+static int ov_end(void *ctx, duet_param_set *ps, duet_err *err) {
+  mpi_ctx *c = ctx;
+  overlap *o = &c->ov;
+  double t0 = MPI_Wtime();
+  o->active = 0;
+  if (o->rc) {
+    *err = o->err;
+    return o->rc;
+  }
+  int rc = DUET_OK;
+  if (!o->planned) {
+    rc = ov_plan(c, ps, err);
+    if (c->broken) return rc;
+    if ((rc = agree(c, rc, rc ? err->msg : NULL, err))) return rc;
+    for (int i = 0; i < o->nb; i++) o->b[i].pending = 0;
+  }
+  while (!rc && o->next < o->nb) rc = ov_start(c, ps, o->next++, err);
+  if (!rc && o->req_open < o->req_started) {
+    int mrc = MPI_Waitall(o->req_started - o->req_open, o->req + o->req_open, MPI_STATUSES_IGNORE);
+    if (mrc != MPI_SUCCESS) rc = mpi_error(c, mrc, "a gradient all-reduce", err);
+    o->req_open = o->req_started;
+  }
+  if (!rc && ps->device == DUET_CPU) {
+    for (int i = 0; i < o->nb; i++) {
+      const ov_bucket *b = &o->b[i];
+      int64_t at = b->pack_at;
+      for (int k = b->first; k < b->first + b->count; k++) {
+        duet_tensor *g = ps->items[o->order[k]]->grad;
+        if (g->numel >= c->inplace_elems) continue;
+        memcpy(g->data, o->pack + at, sizeof(float) * (size_t)g->numel);
+        at += g->numel;
+      }
+    }
+  }
+  o->done = !rc;
+  c->stats.overlap_steps++;
+  c->stats.grad_wait_seconds += MPI_Wtime() - t0;
   c->stats.grad_seconds += MPI_Wtime() - t0;
   return rc;
 }
@@ -285,6 +687,9 @@ static int zero_attach(mpi_ctx *c, duet_adamw *opt, duet_err *err) {
   z->count = opt->count;
   z->offset = malloc(sizeof(int64_t) * (size_t)(opt->count > 0 ? opt->count : 1));
   if (!z->offset) rc = duet_err_set(err, DUET_ENOMEM, "mpi: out of memory for the optimizer shard");
+  /* The shard is updated and gathered with host memcpy and MPI on host buffers. */
+  if (!rc && opt->params->device != DUET_CPU)
+    rc = duet_err_set(err, DUET_ENOTSUP, "mpi: zero1 needs the parameters in host memory (train.device = cpu)");
   for (int i = 0; !rc && i < opt->count; i++) {
     const duet_tensor *p = opt->params->items[i];
     z->offset[i] = opt->m[i] ? z->total : -1;
@@ -437,6 +842,10 @@ static int zero_gather(void *ctx, duet_adamw *opt, int gather, duet_err *err) {
 static void ctx_free(mpi_ctx *c) {
   if (!c) return;
   zero_release(&c->z);
+  ov_free(&c->ov);
+#ifdef DUET_HAVE_NCCL
+  duet_nccl_destroy(c->nccl);
+#endif
   free(c->flags);
   free(c->counts);
   free(c->displs);
@@ -510,6 +919,11 @@ int duet_dist_mpi_init_opts(int *argc, char ***argv, duet_train_dist *dist, cons
   dist->allreduce_sum = sum_f64;
   dist->allreduce_sum_f32 = sum_f32;
   dist->allreduce_grads = o.per_parameter ? NULL : reduce_grads;
+  /* The overlap belongs to the bucketed path: one collective per parameter is the baseline
+   * that keeps none of this machinery. */
+  dist->grads_begin = o.per_parameter ? NULL : ov_begin;
+  dist->grad_ready = o.per_parameter ? NULL : ov_ready;
+  dist->grads_end = o.per_parameter ? NULL : ov_end;
   dist->opt_step = c->zero1 ? zero_step : NULL;
   dist->opt_gather = c->zero1 ? zero_gather : NULL;
   dist->ctx = c;
@@ -524,6 +938,19 @@ int duet_dist_mpi_local_rank(const duet_train_dist *dist) {
 int duet_dist_mpi_local_world(const duet_train_dist *dist) {
   const mpi_ctx *c = dist->ctx;
   return c ? c->local_world : 1;
+}
+
+int duet_dist_mpi_select_gpu(const duet_train_dist *dist, duet_err *err) {
+#ifdef DUET_HAVE_CUDA
+  const mpi_ctx *c = dist->ctx;
+  int local = c ? c->local_rank : 0;
+  int rc = duet_cuda_select_device(local, err);
+  if (rc && c) duet_err_prefix(err, "rank %d (local rank %d): ", c->rank, local);
+  return rc;
+#else
+  (void)dist;
+  return duet_err_set(err, DUET_ENOTSUP, "mpi: this build has no CUDA backend");
+#endif
 }
 
 int duet_dist_mpi_agree(duet_train_dist *dist, int rc, duet_err *err) {

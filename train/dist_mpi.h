@@ -8,6 +8,13 @@
  *   - allreduce_grads: the gradients of the whole parameter set summed in buckets (default
  *     25 MiB) rather than one collective per parameter; large parameters are reduced in place,
  *     small ones packed together;
+ *   - grads_begin / grad_ready / grads_end: the same sums overlapped with the backward pass that
+ *     finishes the gradients. Buckets of about the same size, in the order backward finishes
+ *     the gradients (the order of rank 0's first such backward, broadcast, so every rank posts
+ *     the same collectives in the same order), start with MPI_Iallreduce as soon as all their
+ *     gradients are final, move on through MPI_Testall from the callback, and are waited for
+ *     after backward. Gradients on a GPU go to NCCL instead (one communicator, its id made by
+ *     rank 0 and broadcast over MPI), queued on the compute stream; that needs DUET_HAVE_NCCL;
  *   - with zero1: AdamW moments sharded across ranks (ZeRO stage 1). Each rank keeps the
  *     moments of one contiguous range of the flat vector of trainable elements, updates that
  *     range with duet_adamw_update_range, and the updated weights are all-gathered. Moments
@@ -46,11 +53,17 @@ typedef struct duet_dist_mpi_opts {
 
 /* Time and traffic of this rank's collectives since init. */
 typedef struct duet_dist_mpi_stats {
-  int64_t grad_calls;     /* MPI_Allreduce calls on gradients */
+  int64_t grad_calls;     /* gradient collectives (MPI_Allreduce, MPI_Iallreduce, NCCL) */
   int64_t grad_bytes;     /* gradient bytes reduced (per rank, sent once) */
-  double grad_seconds;    /* wall time in gradient all-reduces, packing included */
+  double grad_seconds;    /* wall time this thread spent on gradient reductions, packing
+                           * included: with overlap, the two below */
+  double grad_hook_seconds; /* of it, inside backward: packing, starting, MPI_Testall */
+  double grad_wait_seconds; /* of it, after backward: the rest started, waited for, unpacked */
+  int64_t overlap_steps;    /* backward passes with the all-reduce overlapped */
+  int64_t early_calls;      /* gradient collectives started while backward still ran */
   int64_t sum_calls;      /* allreduce_sum calls (losses, checks), each with its agreement */
-  double sum_seconds;     /* wall time in them: mostly waiting for the slowest rank */
+  double sum_seconds;     /* wall time in them (and in the agreement that begins an overlapped
+                           * backward): mostly waiting for the slowest rank */
   double gather_seconds;  /* ZeRO-1 weight all-gathers, packing included */
   int64_t gather_bytes;
   int64_t moment_bytes;      /* AdamW moment bytes this rank holds in steady state */
@@ -72,6 +85,11 @@ int duet_dist_mpi_init_opts(int *argc, char ***argv, duet_train_dist *dist, cons
  * GPU to use. 0 and 1 for a single process. */
 int duet_dist_mpi_local_rank(const duet_train_dist *dist);
 int duet_dist_mpi_local_world(const duet_train_dist *dist);
+
+/* One GPU per rank: makes the local rank's device (duet_dist_mpi_local_rank) the process's
+ * CUDA device, through duet_cuda_select_device, which must come before anything else touches
+ * the GPU. DUET_ENOTSUP in a build without CUDA. */
+int duet_dist_mpi_select_gpu(const duet_train_dist *dist, duet_err *err);
 
 /* A point every rank reaches with its own outcome (rc, and its message in err): at the end
  * of a run, after a trainer call failed, or as a barrier. Returns DUET_OK when every rank

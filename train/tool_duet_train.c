@@ -162,6 +162,9 @@ int main(int argc, char **argv) {
   duet_trainer_opts o = {.cfg = &cfg, .resume = a.resume != NULL, .init_dir = a.init, .dist = dist, .log = log_line};
   duet_trainer *t = NULL;
   int rc = duet_trainer_create(&t, &o, &err);
+  char warning[256]; /* once the run is known to start, so that a refusal stays one line */
+  if (!rc && dist.rank == 0 && duet_train_capacity_warning(&cfg.model, warning, sizeof warning))
+    fprintf(stderr, "duet-train: %s\n", warning);
   if (!rc) rc = duet_trainer_run(t, &err);
 #ifdef DUET_WITH_MPI
   rc = duet_dist_mpi_agree(&dist, rc, &err);

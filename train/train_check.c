@@ -1,6 +1,7 @@
 /* Does a clip file fit the model and the codecs? Checked at start, before anything is written,
  * so that a mismatch is one line naming both sides rather than a shape error deep in a step. */
 #include <math.h>
+#include <stdio.h>
 
 #include "data/augment.h"
 #include "model/video_codec.h"
@@ -51,4 +52,24 @@ int duet_train_check_data(const duet_train_config *c, const duet_clip_shape *sha
                           shape->text_len, shape->text_dim, m->text_len, m->text_emb_dim);
   }
   return DUET_OK;
+}
+
+/* In pixel space a token carries patch_t x patch_h x patch_w x channels numbers in and out; a
+ * branch narrower than that cannot pass the noise it has to remove through its width, and
+ * training stalls at a high loss with samples that stay noise. Not an error: a learned codec
+ * changes the numbers, and a user may want to see it for themselves. */
+int duet_train_capacity_warning(const duet_model_config *m, char *buf, size_t size) {
+  int video_features = m->patch_t * m->patch_h * m->patch_w * m->video_channels;
+  int audio_features = m->patch_a * m->audio_channels;
+  if (m->width_video < video_features)
+    return snprintf(buf, size,
+                    "warning: model.width_video = %d is below the %d numbers a video token carries "
+                    "(patch %dx%dx%d x %d channels); expect samples that stay noisy",
+                    m->width_video, video_features, m->patch_t, m->patch_h, m->patch_w, m->video_channels) > 0;
+  if (m->width_audio < audio_features)
+    return snprintf(buf, size,
+                    "warning: model.width_audio = %d is below the %d numbers an audio token carries "
+                    "(patch %d x %d mels); expect samples that stay noisy",
+                    m->width_audio, audio_features, m->patch_a, m->audio_channels) > 0;
+  return 0;
 }

@@ -11,6 +11,8 @@
 #define N_KEYS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static const char *const schedule_names[] = {"constant", "cosine", NULL};
+/* In duet_device order. */
+static const char *const device_names[] = {"cpu", "cuda", NULL};
 
 
 
@@ -50,8 +52,12 @@ static const duet_cfg_key train_keys[] = {
     T(ckpt_every, DUET_CFG_INT64, 0, 1e12, "steps between checkpoints (0: only at the end)"),
     T(keep_checkpoints, DUET_CFG_INT, 0, 1000000, "newest checkpoints kept, older ones deleted (0: keep all)"),
     T(zero1, DUET_CFG_BOOL, 1, 0, "under mpirun: shard the AdamW moments across ranks (ZeRO-1; same weights)"),
+    T(overlap_allreduce, DUET_CFG_BOOL, 1, 0,
+      "under mpirun: start the gradient all-reduce during the backward pass (same weights)"),
     T(run_dir, DUET_CFG_STRING, 1, 0, "run folder: config.ini, metrics.jsonl, loss.png, step_N/ checkpoints"),
     T(threads, DUET_CFG_INT, 0, 4096, "compute threads (0: the OpenMP default)"),
+    {"train", "device", DUET_CFG_ENUM, offsetof(duet_train_settings, device), NO_RANGE, device_names,
+     "where weights, optimizer state and the whole step live: cpu, or cuda (one GPU; checkpoints are the same files)"},
 };
 #undef T
 
@@ -71,7 +77,7 @@ void duet_train_config_defaults(duet_train_config *c) {
       .steps = 1000, .lr = 3e-4, .min_lr = 3e-5, .warmup = 100, .schedule = DUET_LR_COSINE,
       .weight_decay = 0.01, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .grad_clip = 1.0,
       .ema_decay = 0.999, .accum = 1, .seed = 0, .log_every = 10, .val_every = 100,
-      .val_batches = 4, .ckpt_every = 500, .keep_checkpoints = 0, .threads = 0,
+      .val_batches = 4, .ckpt_every = 500, .keep_checkpoints = 0, .threads = 0, .overlap_allreduce = true,
   };
   snprintf(c->train.run_dir, sizeof c->train.run_dir, "runs/default");
 }

@@ -43,9 +43,11 @@ typedef struct duet_train_settings {
   int64_t log_every, val_every, ckpt_every; /* 0: never (checkpoints: only at the end) */
   int keep_checkpoints; /* newest step_N/ folders kept; 0: all */
   bool zero1;           /* under mpirun: shard the AdamW moments across ranks (ZeRO-1) */
+  bool overlap_allreduce; /* under mpirun: reduce gradients while backward still runs */
   int val_batches;
   char run_dir[DUET_CFG_STRING_MAX];
   int threads; /* compute threads (OpenMP, BLAS); 0: the runtime's default */
+  int device;  /* a duet_device: where parameters, optimizer state and the step live */
 } duet_train_settings;
 
 typedef struct duet_train_config {
@@ -77,6 +79,8 @@ int duet_train_config_validate(const duet_train_config *c, duet_err *err);
 
 /* Whether a clip file of this shape fits the model and the codecs; the message names both
  * sides ("data/x.h5: clips have 48 frames but model.video_frames = 32"). */
+/* A warning (1, message in buf) when a branch is narrower than the numbers its token carries. */
+int duet_train_capacity_warning(const duet_model_config *m, char *buf, size_t size);
 int duet_train_check_data(const duet_train_config *c, const duet_clip_shape *shape,
                           int has_text_emb, const char *path, duet_err *err);
 

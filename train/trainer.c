@@ -2,7 +2,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "train/trainer_internal.h"
+
+#ifdef DUET_HAVE_CUDA
+#include "core/cuda/cuda_backend.h"
+#endif
 
 /* The first step grows the arena to what a step needs; this only saves a few early blocks. */
 #define ARENA_INITIAL ((size_t)64 << 20)
@@ -89,6 +94,10 @@ static int build_model(duet_trainer *t, const duet_trainer_opts *o, duet_err *er
   duet_trainer_logf(t, "model: %lld parameters (%.1f M); %d video + %d audio tokens per clip", (long long)n, n / 1e6,
                     duet_model_video_tokens(m), duet_model_audio_tokens(m));
   if (o->init_dir && (rc = duet_trainer_init_weights(t, o->init_dir, err))) return rc;
+  /* Built and initialised on the host; then everything that persists moves to the device
+   * once. Optimizer moments and EMA shadows are made beside the parameters. */
+  if (ts->device != DUET_CPU && (rc = duet_params_to_device(&t->params, (duet_device)ts->device, err)))
+    return duet_err_prefix(err, "train.device = cuda: ");
   duet_adamw_config ac = {ts->beta1, ts->beta2, ts->eps, ts->weight_decay};
   if ((rc = duet_adamw_init(&t->opt, &t->params, &ac, NULL, NULL, err))) return rc;
   t->have_opt = 1;
@@ -133,8 +142,29 @@ static int open_loaders(duet_trainer *t, duet_loader_pos start, duet_err *err) {
   return DUET_OK;
 }
 
+/* train.device = cuda needs a usable GPU in this process, and one process: the gradient
+ * all-reduce and the sharded optimizer of train/dist_mpi.c work on host buffers. */
+static int check_device(duet_trainer *t, duet_err *err) {
+  if (t->cfg.train.device == DUET_CPU) return DUET_OK;
+#ifdef DUET_HAVE_CUDA
+  if (!duet_backend_get(DUET_CUDA)) {
+    duet_err why = {0};
+    if (!duet_cuda_status(&why)) snprintf(why.msg, sizeof why.msg, "no CUDA device");
+    return duet_err_set(err, DUET_ENOTSUP, "train.device = cuda, but no GPU can be used here (%s)", why.msg);
+  }
+#else
+  if (!duet_backend_get(DUET_CUDA))
+    return duet_err_set(err, DUET_ENOTSUP,
+                        "train.device = cuda, but this build has no CUDA backend (configure with -DDUET_CUDA=ON)");
+#endif
+  if (duet_dist_world(&t->dist) > 1)
+    return duet_err_set(err, DUET_ENOTSUP, "train.device = cuda runs one process on one GPU; under mpirun use train.device = cpu");
+  return DUET_OK;
+}
+
 static int build(duet_trainer *t, const duet_trainer_opts *o, duet_err *err) {
   int rc = duet_train_config_validate(&t->cfg, err);
+  if (!rc) rc = check_device(t, err);
   if (!rc) rc = check_data_file(t, err);
   if (!rc) rc = check_run_dir(t, o->resume, err);
   /* The checkpoint carries the sections that rebuild the model (inference reads them). */

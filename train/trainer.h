@@ -41,6 +41,15 @@ typedef struct duet_train_dist {
   /* Optional: sums every trainable gradient of ps across ranks in place in one call (e.g.
    * bucketed); NULL: allreduce_sum_f32 once per parameter. */
   int (*allreduce_grads)(void *ctx, duet_param_set *ps, duet_err *err);
+  /* Optional: overlap of the gradient reduction with the backward pass that finishes the
+   * gradients (the step's last micro-batch). Every rank calls grads_begin right before that
+   * backward (it may agree on status, like allreduce_sum), passes grad_ready to
+   * duet_graph_set_grad_ready for it (ctx as its ctx), and calls grads_end after it, whether or
+   * not it succeeded, so that every rank makes the same collectives; allreduce_grads then finds
+   * the work done. All three or none; NULL: reduce after backward only. */
+  int (*grads_begin)(void *ctx, duet_param_set *ps, duet_err *err);
+  void (*grad_ready)(void *ctx, duet_tensor *param);
+  int (*grads_end)(void *ctx, duet_param_set *ps, duet_err *err);
   /* Optional, for optimizer state sharded across ranks (ZeRO-1): opt_step replaces
    * duet_adamw_step; opt_gather(ctx, opt, 1), called on every rank before a checkpoint, gives
    * rank 0 the full state to write, and opt_gather(ctx, opt, 0) drops it again afterwards. */

@@ -40,6 +40,39 @@ static int check_loss(duet_trainer *t, const duet_train_stats *s, duet_err *err)
   return numeric_failure(t, "the training loss", s->loss, detail, err);
 }
 
+/* The last micro-batch's backward, with the gradient all-reduce overlapped when the dist seam
+ * offers it and train.overlap_allreduce asks for it. Every rank reaches here for the last
+ * micro-batch, with or without clips of its own (a rank without any still takes part in the
+ * collectives, with zero gradients), and ends the overlap whatever backward returned: a rank
+ * that left the collectives half made would block the others. */
+static int last_backward(duet_trainer *t, duet_tensor *loss, duet_err *err) {
+  const duet_train_dist *d = &t->dist;
+  int overlap = t->cfg.train.overlap_allreduce && d->grads_begin && d->grad_ready && d->grads_end;
+  if (!overlap) return loss ? duet_backward(&t->graph, loss, err) : DUET_OK;
+  int rc = d->grads_begin(d->ctx, &t->params, err);
+  if (rc) return rc;
+  duet_graph_set_grad_ready(&t->graph, d->grad_ready, d->ctx);
+  if (loss) rc = duet_backward(&t->graph, loss, err);
+  duet_graph_set_grad_ready(&t->graph, NULL, NULL);
+  duet_err end_err;
+  int erc = d->grads_end(d->ctx, &t->params, &end_err);
+  if (!rc && erc) {
+    *err = end_err;
+    rc = erc;
+  }
+  return rc;
+}
+
+/* A one-element loss on any device (read back from the GPU). */
+static double loss_value(const duet_tensor *t) {
+  unsigned char bytes[8] = {0};
+  duet_tensor h = *t;
+  h.device = DUET_CPU;
+  h.data = bytes;
+  duet_tensor_download(t, bytes);
+  return duet_tensor_get(&h, 0);
+}
+
 /* Micro-batches of one step: forward, loss, backward, gradients accumulated in the params. */
 static int accumulate(duet_trainer *t, duet_loss_sums *sums, int64_t *clips, duet_err *err) {
   const duet_train_settings *ts = &t->cfg.train;
@@ -48,7 +81,11 @@ static int accumulate(duet_trainer *t, duet_loss_sums *sums, int64_t *clips, due
     int rc = duet_loader_next(t->train_loader, &b, err);
     if (rc) return rc;
     *clips += b->global_count;
-    if (b->count == 0) continue; /* a rank with no share of an epoch's last global batch */
+    int last = k == ts->accum - 1;
+    if (b->count == 0) { /* a rank with no share of an epoch's last global batch */
+      if (last && (rc = last_backward(t, NULL, err))) return rc;
+      continue;
+    }
     if ((rc = duet_latent_batch_fill(t, t->n_train, b, err))) return rc;
     duet_graph_reset(&t->graph);
     duet_flow_loss fl;
@@ -56,8 +93,9 @@ static int accumulate(duet_trainer *t, duet_loss_sums *sums, int64_t *clips, due
                               t->lat.sample_base, -1, &fl, err);
     if (rc) return rc;
     /* A non-finite loss still runs backward: the verdict waits for the sums over ranks. */
-    if ((rc = duet_backward(&t->graph, fl.loss, err))) return rc;
-    sums->loss += duet_tensor_get(fl.loss, 0);
+    rc = last ? last_backward(t, fl.loss, err) : duet_backward(&t->graph, fl.loss, err);
+    if (rc) return rc;
+    sums->loss += loss_value(fl.loss);
     sums->loss_video += fl.loss_video;
     sums->loss_audio += fl.loss_audio;
     sums->weight += 1;
@@ -142,7 +180,7 @@ int duet_trainer_validate(duet_trainer *t, int log_it, double *loss, duet_err *e
                                   DUET_VAL_FLOW_STEP, t->lat.sample_base, -1, &fl, err);
       if (!rc) {
         /* Weighted by clips, so that a short last batch counts for what it holds. */
-        sums.loss += duet_tensor_get(fl.loss, 0) * b->count;
+        sums.loss += loss_value(fl.loss) * b->count;
         sums.loss_video += fl.loss_video * b->count;
         sums.loss_audio += fl.loss_audio * b->count;
         sums.weight += b->count;

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "core/cpu/cpu_kernels.h"
+#include "core/cpu/vec_math.h"
 
 #define Q_BLOCK 64
 /* One score tile is at most this many bytes (the backward keeps two on the stack). */
@@ -74,61 +75,11 @@ static void gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, double alp
               (blasint)ldc);
 }
 
-/* exp for the softmax tiles, written so that the loops calling it vectorise: libm's expf does
- * not without -ffast-math, and it would dominate the f32 kernel. exp(x) = 2^n exp(r) with
- * n = round(x / ln 2) and |r| <= ln(2)/2, where the degree-7 Taylor polynomial is within 1e-8
- * relative; with rounding, a few ulp overall. Below -87 (a masked key's -inf included) the
- * result is exactly 0; above 88 it saturates at exp(88); NaN stays NaN. The range tests are
- * made on the bits as integers and the selects with masks, because a floating-point compare
- * may trap and so keeps GCC from vectorising a select under the default -ftrapping-math. The
- * f64 path keeps libm's exp. */
-typedef union f32_bits {
-  float f;
-  int32_t i;
-} f32_bits;
+/* exp for the softmax tiles: the vectorisable one (vec_math.h) in f32, libm in f64. */
+#define T_EXP(v) _Generic((v), float: duet_exp_f32, default: exp)(v)
 
-static inline float exp_f32(float x) {
-  const f32_bits lo = {.f = -87.0f}, hi = {.f = 88.0f};
-  f32_bits u = {.f = x};
-  int32_t mag = u.i & 0x7fffffff;
-  /* All ones where x < -87 (a negative float's bits grow with its magnitude), x > 88, NaN. */
-  int32_t below = -(int32_t)((u.i < 0) & (mag > (lo.i & 0x7fffffff)) & (mag <= 0x7f800000));
-  int32_t above = -(int32_t)((u.i > hi.i) & (u.i <= 0x7f800000));
-  int32_t nan = -(int32_t)(mag > 0x7f800000);
-  f32_bits xc = {.i = (u.i & ~(below | above | nan)) | (lo.i & below) | (hi.i & above)};
-  const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-  float n = (xc.f * 1.44269504f + shifter) - shifter;
-  float r = xc.f - n * 0.693145752f; /* ln 2 in two parts, so n * ln2_hi is exact */
-  r = r - n * 1.42860677e-06f;
-  float p = 1.0f / 5040;
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  f32_bits two_n = {.i = ((int32_t)n + 127) * (1 << 23)};
-  f32_bits y = {.f = p * two_n.f};
-  y.i = (y.i & ~(below | nan)) | (u.i & nan);
-  return y.f;
-}
-
-#define T_EXP(v) _Generic((v), float: exp_f32, default: exp)(v)
-
-/* The f32 tile loops are mostly exp, and the build targets baseline x86-64 (4 floats a
- * vector); where the compiler can, they also get AVX2 and AVX-512 versions, picked at load time
- * for the machine as OpenBLAS picks its kernels. The versions round the same operations, but a
- * row sum's order follows the vector width: bits may differ between machines (as OpenBLAS's
- * do), never between thread counts. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define VEC_F32 __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef VEC_F32
-#define VEC_F32
-#endif
+/* The f32 tile loops are mostly exp: they get vector versions for the machine (vec_math.h). */
+#define VEC_F32 DUET_VEC_F32
 
 #define DEFINE_ATTENTION(T, S, VEC)                                                                \
   static inline T dot_##S(const T *a, const T *b, int64_t n) {                                     \
@@ -137,9 +88,15 @@ static inline float exp_f32(float x) {
     for (int64_t i = 0; i < n; i++) acc += a[i] * b[i];                                            \
     return acc;                                                                                    \
   }                                                                                                \
-  /* 0 for a key to attend, -inf for a masked one, added to the scores of a tile. */               \
-  static void key_bias_##S(const uint8_t *mask, int64_t nk, T *bias) {                             \
-    for (int64_t j = 0; j < nk; j++) bias[j] = !mask || mask[j] ? (T)0 : -(T)INFINITY;             \
+  /* 0 for a key to attend, -inf for a masked one, added to the scores of a tile. Returns the    \
+   * bias, or NULL when the tile has no masked key (most tiles), which saves the additions. */     \
+  static const T *key_bias_##S(const uint8_t *mask, int64_t nk, T *bias) {                         \
+    int any = 0;                                                                                   \
+    for (int64_t j = 0; j < nk; j++) {                                                             \
+      bias[j] = !mask || mask[j] ? (T)0 : -(T)INFINITY;                                            \
+      any |= mask && !mask[j];                                                                     \
+    }                                                                                              \
+    return any ? bias : NULL;                                                                      \
   }                                                                                                \
   /* s = scale q k^T for queries [0, nq) of qb and keys [0, nk) of kb: forward and backward both   \
    * come through here with the same tiles, so the recomputed scores are the forward's bits. */    \
@@ -156,10 +113,15 @@ static inline float exp_f32(float x) {
     int live = 0;                                                                                  \
     for (int64_t i = 0; i < nq; i++) {                                                             \
       T *row = s + i * nk, mx = m[i];                                                              \
-      _Pragma("omp simd reduction(max : mx)")                                                      \
-      for (int64_t j = 0; j < nk; j++) {                                                           \
-        row[j] += bias[j];                                                                         \
-        mx = row[j] > mx ? row[j] : mx;                                                            \
+      if (bias) {                                                                                  \
+        _Pragma("omp simd reduction(max : mx)")                                                    \
+        for (int64_t j = 0; j < nk; j++) {                                                         \
+          row[j] += bias[j];                                                                       \
+          mx = row[j] > mx ? row[j] : mx;                                                          \
+        }                                                                                          \
+      } else {                                                                                     \
+        _Pragma("omp simd reduction(max : mx)")                                                    \
+        for (int64_t j = 0; j < nk; j++) mx = row[j] > mx ? row[j] : mx;                           \
       }                                                                                            \
       alpha[i] = 1;                                                                                \
       if (mx == -(T)INFINITY) {                                                                    \
@@ -187,8 +149,13 @@ static inline float exp_f32(float x) {
         memset(row, 0, sizeof(T) * (size_t)nk);                                                    \
         continue;                                                                                  \
       }                                                                                            \
-      _Pragma("omp simd")                                                                          \
-      for (int64_t j = 0; j < nk; j++) row[j] = T_EXP(row[j] + bias[j] - li);                      \
+      if (bias) {                                                                                  \
+        _Pragma("omp simd")                                                                        \
+        for (int64_t j = 0; j < nk; j++) row[j] = T_EXP(row[j] + bias[j] - li);                    \
+      } else {                                                                                     \
+        _Pragma("omp simd")                                                                        \
+        for (int64_t j = 0; j < nk; j++) row[j] = T_EXP(row[j] - li);                              \
+      }                                                                                            \
     }                                                                                              \
   }                                                                                                \
   /* dP (in dp) to dS = scale P (dP - D), D per row. */                                            \
@@ -217,9 +184,9 @@ static inline float exp_f32(float x) {
     for (int64_t k0 = 0; k0 < d->Lk; k0 += d->kt) {                                                \
       int64_t nk = min64(d->kt, d->Lk - k0);                                                       \
       const T *kb = pk + (b * d->Lk + k0) * C + h * Dh, *vb = pv + (b * d->Lk + k0) * C + h * Dh;  \
-      key_bias_##S(pm ? pm + b * d->Lk + k0 : NULL, nk, bias);                                     \
+      const T *tb = key_bias_##S(pm ? pm + b * d->Lk + k0 : NULL, nk, bias);                       \
       scores_##S(d, qb, kb, nq, nk, sc, s);                                                        \
-      if (!softmax_tile_##S(s, bias, nq, nk, m, l, alpha)) continue;                               \
+      if (!softmax_tile_##S(s, tb, nq, nk, m, l, alpha)) continue;                                 \
       for (int64_t i = 0; i < nq; i++)                                                             \
         if (alpha[i] != 1)                                                                         \
           for (int64_t c = 0; c < Dh; c++) ob[i * C + c] *= alpha[i];                              \
@@ -270,9 +237,9 @@ static inline float exp_f32(float x) {
       if (!live) continue;                                                                         \
       for (int64_t k0 = 0; k0 < d->Lk; k0 += d->kt) {                                              \
         int64_t nk = min64(d->kt, d->Lk - k0), krow0 = (b * d->Lk + k0) * C + h * Dh;              \
-        key_bias_##S(pm ? pm + b * d->Lk + k0 : NULL, nk, bias);                                   \
+        const T *tb = key_bias_##S(pm ? pm + b * d->Lk + k0 : NULL, nk, bias);                     \
         scores_##S(d, pq + row0, pk + krow0, nq, nk, sc, p);                                       \
-        probs_tile_##S(p, bias, li, nq, nk);                                                       \
+        probs_tile_##S(p, tb, li, nq, nk);                                                         \
         if (pdv) gemm_##S(1, 0, nk, Dh, nq, 1, p, nk, pdo + row0, C, 1, pdv + krow0, C);           \
         if (!pdq && !pdk) continue;                                                                \
         gemm_##S(0, 1, nq, nk, Dh, 1, pdo + row0, C, pv + krow0, C, 0, dp, nk);                    \
@@ -307,10 +274,31 @@ static double pos_at(const duet_tensor *pos, int64_t i) {
   return pos->dtype == DUET_F64 ? ((const double *)pos->data)[i] : ((const float *)pos->data)[i];
 }
 
+/* Rotary pairs are handled ROPE_CHUNK at a time, so that their frequencies and one token's
+ * cosines and sines fit in arrays on the stack whatever the head width. */
+#define ROPE_CHUNK 128
+
+/* The frequencies of pairs [p0, p0 + n) in the order the kernel walks them (axis by axis), and
+ * the axis each belongs to. pow is called once per pair and call, not once per token. */
+static void rope_chunk_freqs(const duet_rope_spec *spec, int64_t p0, int64_t n, double *freq,
+                             int *axis) {
+  int64_t pair = 0;
+  for (int a = 0; a < spec->n_axes; a++) {
+    int P = spec->pairs_per_axis[a];
+    for (int j = 0; j < P; j++, pair++) {
+      if (pair < p0 || pair >= p0 + n) continue;
+      freq[pair - p0] = pow(spec->theta, -(double)j / (double)P);
+      axis[pair - p0] = a;
+    }
+  }
+}
+
 /* One body for both directions: the inverse of a rotation by a is the rotation by -a, so the
  * backward is the forward with the sine negated, accumulating into the gradient. Angles and
  * their sines are computed in double whatever x's dtype, because positions (seconds, frame or
- * patch indices) times the fastest frequency can be large and f32 would lose the phase. */
+ * patch indices) times the fastest frequency can be large and f32 would lose the phase. When
+ * the positions are shared by the batch ([L, n_axes]), a token's cosines and sines are computed
+ * once and applied to every sample's row. */
 #define DEFINE_ROPE(T, S)                                                                          \
   static void rope_apply_##S(const duet_tensor *x, const duet_tensor *pos, int heads,              \
                              const duet_rope_spec *spec, int inverse, duet_tensor *y) {            \
@@ -319,27 +307,36 @@ static double pos_at(const duet_tensor *pos, int64_t i) {
     int64_t B = x->shape[0], L = x->shape[1], C = x->shape[2], Dh = C / heads;                     \
     int na = spec->n_axes;                                                                         \
     int per_sample = pos->ndim == 3;                                                               \
-    _Pragma("omp parallel for schedule(static) if (x->numel >= DUET_CPU_PARALLEL_MIN)")            \
-    for (int64_t t = 0; t < B * L; t++) {                                                          \
-      const T *xr = px + t * C;                                                                    \
-      T *yr = py + t * C;                                                                          \
-      int64_t off = (per_sample ? t : t % L) * na;                                                 \
-      int64_t pair = 0;                                                                            \
-      for (int a = 0; a < na; a++) {                                                               \
-        double p = pos_at(pos, off + a);                                                           \
-        int P = spec->pairs_per_axis[a];                                                           \
-        for (int j = 0; j < P; j++, pair++) {                                                      \
-          double ang = p * pow(spec->theta, -(double)j / (double)P);                               \
-          T c = (T)cos(ang), s = (T)(inverse ? -sin(ang) : sin(ang));                              \
+    int64_t npairs = 0, ntok = per_sample ? B * L : L, nsamp = per_sample ? 1 : B;                 \
+    for (int a = 0; a < na; a++) npairs += spec->pairs_per_axis[a];                                \
+    for (int64_t p0 = 0; p0 < npairs; p0 += ROPE_CHUNK) {                                          \
+      int64_t np = npairs - p0 < ROPE_CHUNK ? npairs - p0 : ROPE_CHUNK;                            \
+      double freq[ROPE_CHUNK];                                                                     \
+      int axis[ROPE_CHUNK];                                                                        \
+      rope_chunk_freqs(spec, p0, np, freq, axis);                                                  \
+      _Pragma("omp parallel for schedule(static) if (x->numel >= DUET_CPU_PARALLEL_MIN)")          \
+      for (int64_t t = 0; t < ntok; t++) {                                                         \
+        T cs[ROPE_CHUNK], sn[ROPE_CHUNK];                                                          \
+        for (int64_t q = 0; q < np; q++) {                                                         \
+          double ang = pos_at(pos, t * na + axis[q]) * freq[q];                                    \
+          cs[q] = (T)cos(ang);                                                                     \
+          sn[q] = (T)(inverse ? -sin(ang) : sin(ang));                                             \
+        }                                                                                          \
+        for (int64_t b = 0; b < nsamp; b++) {                                                      \
+          int64_t row = per_sample ? t : b * L + t;                                                \
+          const T *xr = px + row * C;                                                              \
+          T *yr = py + row * C;                                                                    \
           for (int64_t h = 0; h < heads; h++) {                                                    \
-            int64_t i0 = h * Dh + 2 * pair;                                                        \
-            T x0 = xr[i0], x1 = xr[i0 + 1];                                                        \
-            if (inverse) {                                                                         \
-              yr[i0] += x0 * c - x1 * s;                                                           \
-              yr[i0 + 1] += x0 * s + x1 * c;                                                       \
-            } else {                                                                               \
-              yr[i0] = x0 * c - x1 * s;                                                            \
-              yr[i0 + 1] = x0 * s + x1 * c;                                                        \
+            for (int64_t q = 0; q < np; q++) {                                                     \
+              int64_t i0 = h * Dh + 2 * (p0 + q);                                                  \
+              T x0 = xr[i0], x1 = xr[i0 + 1], c = cs[q], s = sn[q];                                \
+              if (inverse) {                                                                       \
+                yr[i0] += x0 * c - x1 * s;                                                         \
+                yr[i0 + 1] += x0 * s + x1 * c;                                                     \
+              } else {                                                                             \
+                yr[i0] = x0 * c - x1 * s;                                                          \
+                yr[i0 + 1] = x0 * s + x1 * c;                                                      \
+              }                                                                                    \
             }                                                                                      \
           }                                                                                        \
         }                                                                                          \

@@ -6,6 +6,9 @@
 #include "core/backend.h"
 #include "core/cpu/cpu_kernels.h"
 
+/* core/cpu/norm_modulate.c */
+extern const struct duet_kernels_norm_modulate duet_cpu_norm_modulate_kernels;
+
 static void *cpu_alloc(size_t bytes) {
   size_t rounded = (bytes + 63) & ~(size_t)63;
   void *p = aligned_alloc(64, rounded ? rounded : 64);
@@ -54,4 +57,5 @@ const duet_backend duet_cpu_backend = {
     .attention = &duet_cpu_attention_kernels,
     .layout = &duet_cpu_layout_kernels,
     .loss = &duet_cpu_loss_kernels,
+    .norm_modulate = &duet_cpu_norm_modulate_kernels,
 };

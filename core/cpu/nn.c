@@ -2,10 +2,10 @@
 #include <math.h>
 
 #include "core/cpu/cpu_kernels.h"
+#include "core/cpu/vec_math.h"
 
 /* Type-generic math, so that one macro body serves f32 (single-precision libm) and f64. */
 #define T_EXP(v) _Generic((v), float: expf, default: exp)(v)
-#define T_TANH(v) _Generic((v), float: tanhf, default: tanh)(v)
 
 /* Per-input-channel sums over many rows (dw, db, dshift, ...) are split across threads by
  * blocks of columns, each thread summing its rows in order: no atomics, and results that do
@@ -99,22 +99,66 @@ static int64_t row_count(const duet_tensor *x) {
     }                                                                                              \
   }
 
-#define DEFINE_RMSNORM(T, S)                                                                       \
+/* RMS norm runs mostly on short rows (the QK norm's are one head wide), so the row bodies are
+ * functions over a range of rows with vector versions (vec_math.h), called on blocks of rows.
+ * The row sums are in double with `omp simd` reductions: lanes are summed in an order that
+ * follows the vector width, which moves an f32 result by at most an ulp. */
+#define NORM_ROWS_MIN 4096 /* elements per block of rows */
+#define DEFINE_RMSNORM(T, S, VEC)                                                                  \
+  VEC static void rms_fwd_rows_##S(const T *px, const T *pw, T *py, T *pr, int64_t D, int64_t r0,  \
+                                   int64_t r1, double eps) {                                       \
+    for (int64_t r = r0; r < r1; r++) {                                                            \
+      const T *xr = px + r * D;                                                                    \
+      T *yr = py + r * D;                                                                          \
+      double ss = 0;                                                                               \
+      _Pragma("omp simd reduction(+ : ss)")                                                        \
+      for (int64_t j = 0; j < D; j++) ss += (double)xr[j] * xr[j];                                 \
+      double rs = 1.0 / sqrt(ss / (double)D + eps);                                                \
+      if (pw)                                                                                      \
+        for (int64_t j = 0; j < D; j++) yr[j] = (T)(xr[j] * rs * pw[j]);                           \
+      else                                                                                         \
+        for (int64_t j = 0; j < D; j++) yr[j] = (T)(xr[j] * rs);                                   \
+      if (pr) pr[r] = (T)rs;                                                                       \
+    }                                                                                              \
+  }                                                                                                \
+  VEC static void rms_bwd_rows_##S(const T *px, const T *pw, const T *pr, const T *pdy, T *pdx,    \
+                                   int64_t D, int64_t r0, int64_t r1) {                            \
+    for (int64_t r = r0; r < r1; r++) {                                                            \
+      const T *xr = px + r * D, *gr = pdy + r * D;                                                 \
+      T *dr = pdx + r * D;                                                                         \
+      double rs = pr[r], s = 0;                                                                    \
+      _Pragma("omp simd reduction(+ : s)")                                                         \
+      for (int64_t j = 0; j < D; j++)                                                              \
+        s += (pw ? (double)gr[j] * pw[j] : (double)gr[j]) * xr[j] * rs;                            \
+      s /= (double)D;                                                                              \
+      for (int64_t j = 0; j < D; j++) {                                                            \
+        double g = pw ? (double)gr[j] * pw[j] : (double)gr[j];                                     \
+        dr[j] += (T)(rs * (g - (double)xr[j] * rs * s));                                           \
+      }                                                                                            \
+    }                                                                                              \
+  }                                                                                                \
+  /* dw over every row, for columns [j0, j0 + nj), nj <= COL_BLOCK, rows in order. */             \
+  VEC static void rms_dw_cols_##S(const T *px, const T *pr, const T *pdy, int64_t D, int64_t rows, \
+                                  int64_t j0, int64_t nj, T *pdw) {                                \
+    double aw[COL_BLOCK] = {0};                                                                    \
+    for (int64_t r = 0; r < rows; r++) {                                                           \
+      const T *xr = px + r * D + j0, *gr = pdy + r * D + j0;                                       \
+      double rs = pr[r];                                                                           \
+      for (int64_t j = 0; j < nj; j++) aw[j] += (double)gr[j] * xr[j] * rs;                        \
+    }                                                                                              \
+    for (int64_t j = 0; j < nj; j++) pdw[j0 + j] += (T)aw[j];                                      \
+  }                                                                                                \
   static void rmsnorm_fwd_##S(const duet_tensor *x, const duet_tensor *w, double eps,              \
                               duet_tensor *y, duet_tensor *rstd) {                                 \
     const T *px = x->data, *pw = w ? w->data : NULL;                                               \
     T *py = y->data, *pr = rstd ? rstd->data : NULL;                                               \
     int64_t D = last_dim(x), rows = row_count(x);                                                  \
+    int64_t per = D >= NORM_ROWS_MIN ? 1 : NORM_ROWS_MIN / (D ? D : 1);                           \
+    int64_t nblk = (rows + per - 1) / per;                                                         \
     _Pragma("omp parallel for schedule(static) if (x->numel >= DUET_CPU_PARALLEL_MIN)")            \
-    for (int64_t r = 0; r < rows; r++) {                                                           \
-      const T *xr = px + r * D;                                                                    \
-      T *yr = py + r * D;                                                                          \
-      double ss = 0;                                                                               \
-      for (int64_t j = 0; j < D; j++) ss += (double)xr[j] * xr[j];                                 \
-      double rs = 1.0 / sqrt(ss / (double)D + eps);                                                \
-      for (int64_t j = 0; j < D; j++) yr[j] = (T)(pw ? xr[j] * rs * pw[j] : xr[j] * rs);           \
-      if (pr) pr[r] = (T)rs;                                                                       \
-    }                                                                                              \
+    for (int64_t blk = 0; blk < nblk; blk++)                                                       \
+      rms_fwd_rows_##S(px, pw, py, pr, D, blk * per, (blk + 1) * per < rows ? (blk + 1) * per : rows, \
+                       eps);                                                                       \
   }                                                                                                \
   static void rmsnorm_bwd_##S(const duet_tensor *x, const duet_tensor *w,                          \
                               const duet_tensor *rstd, const duet_tensor *dy, duet_tensor *dx,     \
@@ -123,19 +167,12 @@ static int64_t row_count(const duet_tensor *x) {
     int64_t D = last_dim(x), rows = row_count(x);                                                  \
     if (dx) {                                                                                      \
       T *pdx = dx->data;                                                                           \
+      int64_t per = D >= NORM_ROWS_MIN ? 1 : NORM_ROWS_MIN / (D ? D : 1);                         \
+      int64_t nblk = (rows + per - 1) / per;                                                       \
       _Pragma("omp parallel for schedule(static) if (x->numel >= DUET_CPU_PARALLEL_MIN)")          \
-      for (int64_t r = 0; r < rows; r++) {                                                         \
-        const T *xr = px + r * D, *gr = pdy + r * D;                                               \
-        T *dr = pdx + r * D;                                                                       \
-        double rs = pr[r], s = 0;                                                                  \
-        for (int64_t j = 0; j < D; j++)                                                            \
-          s += (pw ? (double)gr[j] * pw[j] : (double)gr[j]) * xr[j] * rs;                          \
-        s /= (double)D;                                                                            \
-        for (int64_t j = 0; j < D; j++) {                                                          \
-          double g = pw ? (double)gr[j] * pw[j] : (double)gr[j];                                   \
-          dr[j] += (T)(rs * (g - (double)xr[j] * rs * s));                                         \
-        }                                                                                          \
-      }                                                                                            \
+      for (int64_t blk = 0; blk < nblk; blk++)                                                     \
+        rms_bwd_rows_##S(px, pw, pr, pdy, pdx, D, blk * per,                                       \
+                         (blk + 1) * per < rows ? (blk + 1) * per : rows);                         \
     }                                                                                              \
     if (dw) {                                                                                      \
       T *pdw = dw->data;                                                                           \
@@ -143,56 +180,76 @@ static int64_t row_count(const duet_tensor *x) {
       _Pragma("omp parallel for schedule(static) if (x->numel >= DUET_CPU_PARALLEL_MIN)")          \
       for (int64_t blk = 0; blk < nblk; blk++) {                                                   \
         int64_t j0 = blk * COL_BLOCK, nj = D - j0 < COL_BLOCK ? D - j0 : COL_BLOCK;                \
-        double aw[COL_BLOCK] = {0};                                                                \
-        for (int64_t r = 0; r < rows; r++) {                                                       \
-          const T *xr = px + r * D + j0, *gr = pdy + r * D + j0;                                   \
-          double rs = pr[r];                                                                       \
-          for (int64_t j = 0; j < nj; j++) aw[j] += (double)gr[j] * xr[j] * rs;                    \
-        }                                                                                          \
-        for (int64_t j = 0; j < nj; j++) pdw[j0 + j] += (T)aw[j];                                  \
+        rms_dw_cols_##S(px, pr, pdy, D, rows, j0, nj, pdw);                                        \
       }                                                                                            \
     }                                                                                              \
   }
 
-#define DEFINE_ACTIVATION(T, S)                                                                    \
+/* GELU-tanh as x sigmoid(2u), u = c (x + k x^3): the same function as 0.5 x (1 + tanh u),
+ * since 1 + tanh u = 2 sigmoid(2u), but with one exp and no cancellation where tanh u nears -1.
+ * SiLU is x sigmoid(x). With s = 1 / (1 + e), e = exp(-z), the derivative's 1 - s is e s, again
+ * without cancellation. The exponent is capped at 80: past it s is below 2e-35 either way, and
+ * the cap keeps e finite in f64, where e s would otherwise be inf * 0. In f32 the exp is the
+ * vectorisable one (vec_math.h), so these loops run 4-16 lanes wide instead of one libm call
+ * per element; the f64 variant, for gradient checks, keeps libm's. */
+#define ACT_EXP(v) _Generic((v), float: duet_exp_f32, default: exp)(v)
+#define ACT_CHUNK 4096
+#define DEFINE_ACTIVATION(T, S, VEC)                                                               \
+  VEC static void act_fwd_range_##S(duet_activation act, const T *px, T *py, int64_t n) {          \
+    const T c2 = (T)(2 * 0.7978845608028654), k3 = (T)0.044715, one = 1, cap = 80;                 \
+    if (act == DUET_ACT_GELU_TANH) {                                                               \
+      for (int64_t i = 0; i < n; i++) {                                                            \
+        T v = px[i], z = -c2 * (v + k3 * v * v * v);                                               \
+        z = z < cap ? z : cap;                                                                     \
+        py[i] = v / (one + ACT_EXP(z));                                                            \
+      }                                                                                            \
+    } else {                                                                                       \
+      for (int64_t i = 0; i < n; i++) {                                                            \
+        T v = px[i], z = -v;                                                                       \
+        z = z < cap ? z : cap;                                                                     \
+        py[i] = v / (one + ACT_EXP(z));                                                            \
+      }                                                                                            \
+    }                                                                                              \
+  }                                                                                                \
+  VEC static void act_bwd_range_##S(duet_activation act, const T *px, const T *pdy, T *pdx,        \
+                                    int64_t n) {                                                   \
+    const T c2 = (T)(2 * 0.7978845608028654), k3 = (T)0.044715, one = 1, cap = 80;                 \
+    if (act == DUET_ACT_GELU_TANH) {                                                               \
+      /* d/dx x sigmoid(2u) = s + x (2u)' s (1 - s), (2u)' = 2c (1 + 3k x^2). */                   \
+      for (int64_t i = 0; i < n; i++) {                                                            \
+        T v = px[i], z = -c2 * (v + k3 * v * v * v);                                               \
+        z = z < cap ? z : cap;                                                                     \
+        T e = ACT_EXP(z), s = one / (one + e);                                                     \
+        pdx[i] += pdy[i] * (s * (one + v * c2 * (one + 3 * k3 * v * v) * e * s));                  \
+      }                                                                                            \
+    } else {                                                                                       \
+      for (int64_t i = 0; i < n; i++) {                                                            \
+        T v = px[i], z = -v;                                                                       \
+        z = z < cap ? z : cap;                                                                     \
+        T e = ACT_EXP(z), s = one / (one + e);                                                     \
+        pdx[i] += pdy[i] * (s * (one + v * e * s));                                                \
+      }                                                                                            \
+    }                                                                                              \
+  }                                                                                                \
   static void activation_fwd_##S(duet_activation act, const duet_tensor *x, duet_tensor *y) {      \
     const T *px = x->data;                                                                         \
     T *py = y->data;                                                                               \
-    int64_t n = x->numel;                                                                          \
-    const T c = (T)0.7978845608028654, k3 = (T)0.044715, one = 1, half = (T)0.5;                   \
-    if (act == DUET_ACT_GELU_TANH) {                                                               \
-      _Pragma("omp parallel for schedule(static) if (n >= DUET_CPU_PARALLEL_MIN)")                 \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T v = px[i];                                                                               \
-        py[i] = half * v * (one + T_TANH(c * (v + k3 * v * v * v)));                               \
-      }                                                                                            \
-    } else {                                                                                       \
-      _Pragma("omp parallel for schedule(static) if (n >= DUET_CPU_PARALLEL_MIN)")                 \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T v = px[i];                                                                               \
-        py[i] = v / (one + T_EXP(-v));                                                             \
-      }                                                                                            \
+    int64_t n = x->numel, nchunk = (n + ACT_CHUNK - 1) / ACT_CHUNK;                                \
+    _Pragma("omp parallel for schedule(static) if (n >= DUET_CPU_PARALLEL_MIN)")                   \
+    for (int64_t ch = 0; ch < nchunk; ch++) {                                                      \
+      int64_t i0 = ch * ACT_CHUNK, m = n - i0 < ACT_CHUNK ? n - i0 : ACT_CHUNK;                    \
+      act_fwd_range_##S(act, px + i0, py + i0, m);                                                 \
     }                                                                                              \
   }                                                                                                \
   static void activation_bwd_##S(duet_activation act, const duet_tensor *x,                        \
                                  const duet_tensor *dy, duet_tensor *dx) {                         \
     const T *px = x->data, *pdy = dy->data;                                                        \
     T *pdx = dx->data;                                                                             \
-    int64_t n = x->numel;                                                                          \
-    const T c = (T)0.7978845608028654, k3 = (T)0.044715, one = 1, half = (T)0.5;                   \
-    if (act == DUET_ACT_GELU_TANH) {                                                               \
-      _Pragma("omp parallel for schedule(static) if (n >= DUET_CPU_PARALLEL_MIN)")                 \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T v = px[i], t = T_TANH(c * (v + k3 * v * v * v));                                         \
-        T d = half * (one + t) + half * v * (one - t * t) * c * (one + 3 * k3 * v * v);            \
-        pdx[i] += pdy[i] * d;                                                                      \
-      }                                                                                            \
-    } else {                                                                                       \
-      _Pragma("omp parallel for schedule(static) if (n >= DUET_CPU_PARALLEL_MIN)")                 \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T v = px[i], s = one / (one + T_EXP(-v));                                                  \
-        pdx[i] += pdy[i] * s * (one + v * (one - s));                                              \
-      }                                                                                            \
+    int64_t n = x->numel, nchunk = (n + ACT_CHUNK - 1) / ACT_CHUNK;                                \
+    _Pragma("omp parallel for schedule(static) if (n >= DUET_CPU_PARALLEL_MIN)")                   \
+    for (int64_t ch = 0; ch < nchunk; ch++) {                                                      \
+      int64_t i0 = ch * ACT_CHUNK, m = n - i0 < ACT_CHUNK ? n - i0 : ACT_CHUNK;                    \
+      act_bwd_range_##S(act, px + i0, pdy + i0, pdx + i0, m);                                      \
     }                                                                                              \
   }
 
@@ -332,10 +389,10 @@ static int64_t row_count(const duet_tensor *x) {
 
 DEFINE_LAYERNORM(float, f32)
 DEFINE_LAYERNORM(double, f64)
-DEFINE_RMSNORM(float, f32)
-DEFINE_RMSNORM(double, f64)
-DEFINE_ACTIVATION(float, f32)
-DEFINE_ACTIVATION(double, f64)
+DEFINE_RMSNORM(float, f32, DUET_VEC_F32)
+DEFINE_RMSNORM(double, f64, )
+DEFINE_ACTIVATION(float, f32, DUET_VEC_F32)
+DEFINE_ACTIVATION(double, f64, )
 DEFINE_SOFTMAX(float, f32)
 DEFINE_SOFTMAX(double, f64)
 DEFINE_MODULATE(float, f32)

@@ -256,4 +256,5 @@ const duet_backend duet_cuda_backend = {
     .attention = &duet_cuda_attention_kernels,
     .layout = &duet_cuda_layout_kernels,
     .loss = &duet_cuda_loss_kernels,
+    .norm_modulate = &duet_cuda_norm_modulate_kernels,
 };

@@ -81,6 +81,7 @@ extern const struct duet_kernels_nn duet_cuda_nn_kernels;
 extern const struct duet_kernels_attention duet_cuda_attention_kernels;
 extern const struct duet_kernels_layout duet_cuda_layout_kernels;
 extern const struct duet_kernels_loss duet_cuda_loss_kernels;
+extern const struct duet_kernels_norm_modulate duet_cuda_norm_modulate_kernels;
 
 /* C = beta * C for a strided batch of m x n row-major matrices (gemm with k = 0). */
 void duet_cuda_scale_matrices(duet_dtype dt, int64_t m, int64_t n, double beta, void *c,

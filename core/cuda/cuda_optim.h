@@ -49,6 +49,12 @@ int duet_cuda_grad_clip(const duet_cuda_span *spans, int count, double max_norm,
 /* x[i] *= s (rounded once, as the CPU's x[k] *= fs). */
 int duet_cuda_scale_f32(float *x, int64_t n, float s, duet_err *err);
 
+/* duet_ema_update() on one shadow: shadow[i] = d * shadow[i] + w * p[i], each product and the
+ * sum rounded once, as the CPU computes it (the same bits). */
+int duet_cuda_ema_update_f32(float *shadow, const float *p, int64_t n, float d, float w, duet_err *err);
+/* Exchanges a[i] and b[i] (duet_ema_swap()). */
+int duet_cuda_swap_f32(float *a, float *b, int64_t n, duet_err *err);
+
 /* f32 <-> bf16 with the rounding of duet_f32_to_bf16() (nearest even; NaN stays NaN): the same
  * 16-bit patterns as the CPU conversion. */
 int duet_cuda_f32_to_bf16(uint16_t *dst, const float *src, int64_t n, duet_err *err);

@@ -66,6 +66,19 @@ __global__ void k_scale(float *x, int64_t n, float s) {
   DUET_GRID_LOOP(i, n) x[i] = __fmul_rn(x[i], s);
 }
 
+/* duet_ema_update()'s expression d * s + w * p, each operation rounded as the CPU rounds it. */
+__global__ void k_ema(float *s, const float *p, int64_t n, float d, float w) {
+  DUET_GRID_LOOP(i, n) s[i] = __fadd_rn(__fmul_rn(d, s[i]), __fmul_rn(w, p[i]));
+}
+
+__global__ void k_swap(float *a, float *b, int64_t n) {
+  DUET_GRID_LOOP(i, n) {
+    const float x = a[i];
+    a[i] = b[i];
+    b[i] = x;
+  }
+}
+
 /* duet_f32_to_bf16(), bit for bit. */
 __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
   const uint32_t u = __float_as_uint(f);
@@ -165,6 +178,22 @@ extern "C" int duet_cuda_grad_clip(const duet_cuda_span *spans, int count, doubl
       if ((rc = duet_cuda_scale_f32(spans[i].data, spans[i].n, fs, err))) return rc;
   }
   return DUET_OK;
+}
+
+extern "C" int duet_cuda_ema_update_f32(float *shadow, const float *p, int64_t n, float d, float w, duet_err *err) {
+  duet_cuda_ctx *ctx = duet_cuda_ctx_get();
+  if (!ctx) return no_device(err, "ema");
+  if (n <= 0) return DUET_OK;
+  k_ema<<<duet_blocks(n, 256), 256, 0, ctx->stream>>>(shadow, p, n, d, w);
+  return launch_status("ema", err);
+}
+
+extern "C" int duet_cuda_swap_f32(float *a, float *b, int64_t n, duet_err *err) {
+  duet_cuda_ctx *ctx = duet_cuda_ctx_get();
+  if (!ctx) return no_device(err, "swap");
+  if (n <= 0) return DUET_OK;
+  k_swap<<<duet_blocks(n, 256), 256, 0, ctx->stream>>>(a, b, n);
+  return launch_status("swap", err);
 }
 
 extern "C" int duet_cuda_f32_to_bf16(uint16_t *dst, const float *src, int64_t n, duet_err *err) {

@@ -8,7 +8,8 @@ and under torch.compile, next to duet's own C implementation of the same model a
 Configs: "tiny" is tests/mmdit/tiny_config.h, "small" is duet's default [model] (a 32-frame
 32x32 clip: 1024 video + 32 audio tokens, width 128, depth 4). Tokens/s counts video and
 audio tokens of the batch per pass, from the best pass (the median is shown too: on a shared
-machine the best pass is the steadier figure). duet's figure comes from
+machine the best pass is the steadier figure). "cpu ms" is process CPU time per pass (best pass
+for the twin, mean for duet): at one thread it leaves out time other processes held the core. duet's figure comes from
 `duet_twin_dump --bench N`: the best of --repeat runs of the mean over N passes (float32,
 OpenMP with OMP_NUM_THREADS = --threads).
 """
@@ -35,14 +36,17 @@ CONFIGS = {"tiny": (TINY, 4), "small": ({}, 2)}
 
 
 def time_passes(step, iters, warmup):
+    """Best and median wall time of a pass, and the best process CPU time of a pass: with one
+    thread on a shared machine the CPU time leaves out the time other processes held the core."""
     for _ in range(warmup):
         step()
-    times = []
+    times, cpu = [], []
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
+        cpu.append(time.process_time() - c0)
+    return min(times), statistics.median(times), min(cpu)
 
 
 def torch_bench(cfg, batch, iters, compile_model):
@@ -74,7 +78,10 @@ def duet_bench(exe, cfg_sets, batch, iters, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     m = re.search(r"([0-9.]+) ms/pass", out)
-    return float(m.group(1)) / 1e3 if m else None  # mean over the passes
+    c = re.search(r"CPU time ([0-9.]+) ms/pass", out)
+    if not m:
+        return None
+    return float(m.group(1)) / 1e3, float(c.group(1)) / 1e3 if c else None  # means over the passes
 
 
 def main():
@@ -88,26 +95,30 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, float32, {args.iters} passes")
-    print(f"{'config':<7} {'batch':>5} {'tokens':>6} {'impl':<20} {'best ms':>9} {'median ms':>9} {'tokens/s':>9}  note")
+    print(f"{'config':<7} {'batch':>5} {'tokens':>6} {'impl':<20} {'best ms':>9} {'median ms':>9} {'cpu ms':>9} "
+          f"{'tokens/s':>9}  note")
     for name, (overrides, batch) in CONFIGS.items():
         if args.only and name != args.only:
             continue
         cfg = ModelConfig(**overrides)
         tokens = batch * (cfg.video_tokens + cfg.audio_tokens)
-        def row(impl, best, median=None, note=""):
+        def row(impl, best, median=None, cpu=None, note=""):
             med = f"{1e3 * median:9.2f}" if median else f"{'':>9}"
-            print(f"{name:<7} {batch:>5} {tokens:>6} {impl:<20} {1e3 * best:9.2f} {med} {tokens / best:9.0f}  {note}",
-                  flush=True)
+            cms = f"{1e3 * cpu:9.2f}" if cpu else f"{'':>9}"
+            print(f"{name:<7} {batch:>5} {tokens:>6} {impl:<20} {1e3 * best:9.2f} {med} {cms} {tokens / best:9.0f}  "
+                  f"{note}", flush=True)
         sets = [f"model.{k}={v}" for k, v in overrides.items()]
         runs = [duet_bench(args.exe, sets, batch, args.iters, args.threads) for _ in range(args.repeat)]
         if runs and runs[0]:
-            row("duet (C)", min(runs), note=f"mean of {args.iters} passes, best of {args.repeat} runs")
-        (best, med), _ = torch_bench(cfg, batch, args.iters, False)
-        row("twin eager", best, med)
+            cpus = [r[1] for r in runs if r[1]]
+            row("duet (C)", min(r[0] for r in runs), cpu=min(cpus) if cpus else None,
+                note=f"mean of {args.iters} passes, best of {args.repeat} runs")
+        (best, med, cpu), _ = torch_bench(cfg, batch, args.iters, False)
+        row("twin eager", best, med, cpu)
         if not args.no_compile:
             try:
-                (best, med), first = torch_bench(cfg, batch, args.iters, True)
-                row("twin torch.compile", best, med, f"first pass (compile) {first:.1f} s")
+                (best, med, cpu), first = torch_bench(cfg, batch, args.iters, True)
+                row("twin torch.compile", best, med, cpu, f"first pass (compile) {first:.1f} s")
             except Exception as e:  # noqa: BLE001 - report and go on
                 print(f"{name:<7} {'':>5} {'':>6} {'twin torch.compile':<20} failed: {type(e).__name__}: {e}"[:300])
 

@@ -128,10 +128,11 @@ static void print_stats(const duet_train_dist *dist, int64_t steps) {
     snprintf(moments, sizeof moments, "; moments %.6f MB/rank (unsharded %.6f MB)", s.moment_bytes / 1e6,
              s.moment_bytes_full / 1e6);
   fprintf(stderr,
-          "dist: %d ranks, %lld steps: gradient all-reduce %.2f ms/step (%.3f MB/step in %.1f calls); "
-          "loss sums %.2f ms/step; weight gather %.2f ms/step%s\n",
+          "dist: %d ranks, %lld steps: gradient all-reduce %.2f ms/step (%.3f MB/step in %.1f calls; "
+          "%lld overlapped: %.2f ms in backward, %.2f ms after, %.1f calls started in backward); loss sums %.2f ms/step; weight gather %.2f ms/step%s\n",
           dist->world > 1 ? dist->world : 1, (long long)steps, 1e3 * s.grad_seconds / n, s.grad_bytes / n / 1e6,
-          s.grad_calls / n, 1e3 * s.sum_seconds / n, 1e3 * s.gather_seconds / n, moments);
+          s.grad_calls / n, (long long)s.overlap_steps, 1e3 * s.grad_hook_seconds / n, 1e3 * s.grad_wait_seconds / n,
+          s.early_calls / n,          1e3 * s.sum_seconds / n, 1e3 * s.gather_seconds / n, moments);
 }
 
 int main(int argc, char **argv) {

@@ -1,4 +1,5 @@
-/* Norms, activations, softmax, modulation and the gated residual, CUDA against CPU, in f32,
+/* Norms, activations, softmax, modulation, the fused norm + modulation and the gated residual,
+ * CUDA against CPU, in f32,
  * bf16 (with f32 row statistics) and f64, forward and backward.
  * Tolerances (relative Frobenius): f32 1e-5, f64 1e-12, bf16 1e-2 for outputs and 2e-2 for
  * gradients (their inputs are themselves bf16-rounded outputs). */
@@ -153,6 +154,40 @@ static void check_modulate_gated(duet_dtype dt, uint64_t seed) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) gt_free(all[i]);
 }
 
+/* The fused norm + modulation (its own kernel group), layernorm and rmsnorm flavours: y and the
+ * statistics, then dx, dshift and dscale from the CPU's statistics, against the CPU kernels. */
+static void check_norm_modulate(duet_dtype dt, int rms, int64_t D, uint64_t seed) {
+  const struct duet_kernels_norm_modulate *ck = gt_cpu()->norm_modulate, *gk = gt_gpu()->norm_modulate;
+  int64_t xs[3] = {3, 37, D}, vs[2] = {3, D}, rs[1] = {3 * 37};
+  duet_dtype rd = gt_ref_dtype(dt), sd = stats_dtype(dt);
+  duet_tensor *x = gt_input(dt, 3, xs, seed, -2, 3), *sh = gt_input(dt, 2, vs, seed + 1, -1, 1);
+  duet_tensor *sc = gt_input(dt, 2, vs, seed + 2, -1, 1);
+  duet_tensor *y = gt_host(rd, 3, xs), *mean = gt_host(rd, 1, rs), *rstd = gt_host(rd, 1, rs);
+  duet_tensor *dx_ = gt_up(x, dt), *dsh = gt_up(sh, dt), *dsc = gt_up(sc, dt);
+  duet_tensor *dy_ = gt_poison(dt, 3, xs), *dmean = rms ? NULL : gt_poison(sd, 1, rs), *drstd = gt_poison(sd, 1, rs);
+  ck->fwd(rms, x, sh, sc, 1e-6, y, rms ? NULL : mean, rstd);
+  gk->fwd(rms, dx_, dsh, dsc, 1e-6, dy_, dmean, drstd);
+  gt_expect_no_cuda_error("norm_modulate");
+  gt_expect_close("norm_modulate y", dy_, y, gt_tol(dt, 1e-2));
+  if (!rms) gt_expect_close("norm_modulate mean", dmean, mean, gt_tol(dt, 1e-5));
+  gt_expect_close("norm_modulate rstd", drstd, rstd, gt_tol(dt, 1e-5));
+
+  duet_tensor *g = gt_input(dt, 3, xs, seed + 3, -1, 1), *gx = gt_input(dt, 3, xs, seed + 4, -1, 1);
+  duet_tensor *gsh = gt_input(dt, 2, vs, seed + 5, -1, 1), *gsc = gt_input(dt, 2, vs, seed + 6, -1, 1);
+  duet_tensor *gx0 = gt_clone(gx), *gsh0 = gt_clone(gsh), *gsc0 = gt_clone(gsc);
+  duet_tensor *d_g = gt_up(g, dt), *d_gx = gt_up(gx, dt), *d_gsh = gt_up(gsh, dt), *d_gsc = gt_up(gsc, dt);
+  duet_tensor *smean = rms ? NULL : gt_up(mean, sd), *srstd = gt_up(rstd, sd);
+  ck->bwd(rms, x, sc, rms ? NULL : mean, rstd, g, gx, gsh, gsc);
+  gk->bwd(rms, dx_, dsc, smean, srstd, d_g, d_gx, d_gsh, d_gsc);
+  gt_expect_no_cuda_error("norm_modulate backward");
+  gt_expect_delta("norm_modulate dx", d_gx, gx, gx0, gt_tol(dt, 2e-2));
+  gt_expect_delta("norm_modulate dshift", d_gsh, gsh, gsh0, gt_tol(dt, 2e-2));
+  gt_expect_delta("norm_modulate dscale", d_gsc, gsc, gsc0, gt_tol(dt, 2e-2));
+  duet_tensor *all[] = {x, sh, sc, y, mean, rstd, dx_, dsh, dsc, dy_, dmean, drstd, g, gx, gsh, gsc, gx0, gsh0, gsc0,
+                        d_g, d_gx, d_gsh, d_gsc, smean, srstd};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) gt_free(all[i]);
+}
+
 int main(void) {
   gt_require_gpu("gpu_nn");
   const duet_dtype dts[3] = {DUET_F32, DUET_BF16, DUET_F64};
@@ -168,6 +203,9 @@ int main(void) {
     }
     check_activations(dts[d], seed += 10);
     check_modulate_gated(dts[d], seed += 10);
+    const int64_t nm_widths[3] = {20, 64, 1000}; /* 20: the narrow column sums */
+    for (int w = 0; w < 3; w++)
+      for (int rms = 0; rms < 2; rms++) check_norm_modulate(dts[d], rms, nm_widths[w], seed += 10);
   }
   return test_finish("gpu_nn");
 }

@@ -77,5 +77,5 @@ static void a_copy(void *d, const void *s, size_t n) { memcpy(d, s, n); }
 extern "C" const duet_backend duet_cuda_backend = {
     "cuda (host emulation)", DUET_CUDA, a_alloc, a_free, a_zero, a_copy, a_copy, duet_cuda_gemm_batched,
     &duet_cuda_elementwise_kernels, &duet_cuda_nn_kernels, &duet_cuda_attention_kernels, &duet_cuda_layout_kernels,
-    &duet_cuda_loss_kernels,
+    &duet_cuda_loss_kernels, &duet_cuda_norm_modulate_kernels,
 };
