@@ -150,6 +150,11 @@ int duet_metrics_log_val(duet_metrics *m, const duet_val_record *r, duet_err *er
   set_num(m->val, "loss_video", r->loss_video);
   set_num(m->val, "loss_audio", r->loss_audio);
   set_num(m->val, "clips", (double)r->clips);
+  if (r->has_ema) {
+    set_num(m->val, "ema_loss", r->ema_loss);
+    set_num(m->val, "ema_loss_video", r->ema_loss_video);
+    set_num(m->val, "ema_loss_audio", r->ema_loss_audio);
+  }
   history_push(&m->val_hist, r->step, r->loss);
   return emit(m, m->val, err);
 }

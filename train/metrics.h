@@ -29,6 +29,8 @@ typedef struct duet_val_record {
   int64_t step;
   double loss, loss_video, loss_audio;
   int64_t clips;
+  int has_ema; /* the same pass with the EMA weights: */
+  double ema_loss, ema_loss_video, ema_loss_audio;
 } duet_val_record;
 
 typedef struct duet_loss_history {

@@ -162,11 +162,10 @@ int duet_trainer_step(duet_trainer *t, duet_train_stats *stats, duet_err *err) {
   return after_step(t, &s, err);
 }
 
-int duet_trainer_validate(duet_trainer *t, int log_it, double *loss, duet_err *err) {
-  if (!t->val_loader) return duet_err_set(err, DUET_EINVAL, "validation needs held-out clips (data.val_clips > 0)");
-  double t0 = duet_trainer_now();
-  int prev = duet_graph_set_grad_enabled(&t->graph, 0);
-  duet_loss_sums sums = {0};
+/* One pass over the held-out clips with the weights the parameters hold now; sums are
+ * weighted by clips, so that a short last batch counts for what it holds. Leaves the loader
+ * back at the first held-out clip, so it reads ahead for the next pass. */
+static int validation_pass(duet_trainer *t, double sums[4], duet_err *err) {
   int rc = DUET_OK;
   for (int i = 0; i < t->cfg.train.val_batches && !rc; i++) {
     const duet_batch *b;
@@ -179,26 +178,45 @@ int duet_trainer_validate(duet_trainer *t, int log_it, double *loss, duet_err *e
         rc = duet_flow_loss_build(&t->graph, t->model, &t->val_flow, &t->lat.flow, (uint64_t)t->cfg.train.seed,
                                   DUET_VAL_FLOW_STEP, t->lat.sample_base, -1, &fl, err);
       if (!rc) {
-        /* Weighted by clips, so that a short last batch counts for what it holds. */
-        sums.loss += loss_value(fl.loss) * b->count;
-        sums.loss_video += fl.loss_video * b->count;
-        sums.loss_audio += fl.loss_audio * b->count;
-        sums.weight += b->count;
+        sums[0] += loss_value(fl.loss) * b->count;
+        sums[1] += fl.loss_video * b->count;
+        sums[2] += fl.loss_audio * b->count;
+        sums[3] += b->count;
       }
     }
     if (b->epoch_end) break;
   }
-  duet_graph_set_grad_enabled(&t->graph, prev);
-  /* Back to the first held-out clip now, so the loader reads it ahead of the next pass. */
   if (!rc) rc = duet_loader_seek(t->val_loader, (duet_loader_pos){0, 0}, err);
-  double reduced[4] = {sums.loss, sums.loss_video, sums.loss_audio, sums.weight};
-  if (!rc) rc = duet_dist_sum(&t->dist, reduced, 4, err);
+  return rc;
+}
+
+/* The training weights, then the EMA weights (what duet-infer samples with by default), on the
+ * same clips and the same flow draws, so the two losses differ only by the weights. */
+int duet_trainer_validate(duet_trainer *t, int log_it, double *loss, duet_err *err) {
+  if (!t->val_loader) return duet_err_set(err, DUET_EINVAL, "validation needs held-out clips (data.val_clips > 0)");
+  double t0 = duet_trainer_now();
+  int prev = duet_graph_set_grad_enabled(&t->graph, 0);
+  double reduced[8] = {0};
+  int rc = validation_pass(t, reduced, err);
+  if (!rc && t->have_ema) {
+    duet_ema_swap(&t->ema);
+    rc = validation_pass(t, reduced + 4, err);
+    duet_ema_swap(&t->ema);
+  }
+  duet_graph_set_grad_enabled(&t->graph, prev);
+  if (!rc) rc = duet_dist_sum(&t->dist, reduced, 8, err);
   if (rc) return duet_err_prefix(err, "validation: ");
-  double w = reduced[3] > 0 ? reduced[3] : 1;
-  duet_val_record r = {t->step, reduced[0] / w, reduced[1] / w, reduced[2] / w, (int64_t)reduced[3]};
+  double w = reduced[3] > 0 ? reduced[3] : 1, we = reduced[7] > 0 ? reduced[7] : 1;
+  duet_val_record r = {t->step, reduced[0] / w, reduced[1] / w, reduced[2] / w, (int64_t)reduced[3], t->have_ema,
+                       reduced[4] / we, reduced[5] / we, reduced[6] / we};
   if (loss) *loss = r.loss;
   if (!log_it) return DUET_OK;
-  duet_trainer_logf(t, "val  step %lld  loss %.4f (video %.4f audio %.4f)  %lld clips  %.1f s", (long long)r.step, r.loss,
-                    r.loss_video, r.loss_audio, (long long)r.clips, duet_trainer_now() - t0);
+  if (r.has_ema)
+    duet_trainer_logf(t, "val  step %lld  loss %.4f (video %.4f audio %.4f)  EMA %.4f (video %.4f audio %.4f)  %lld clips  %.1f s",
+                      (long long)r.step, r.loss, r.loss_video, r.loss_audio, r.ema_loss, r.ema_loss_video,
+                      r.ema_loss_audio, (long long)r.clips, duet_trainer_now() - t0);
+  else
+    duet_trainer_logf(t, "val  step %lld  loss %.4f (video %.4f audio %.4f)  %lld clips  %.1f s", (long long)r.step,
+                      r.loss, r.loss_video, r.loss_audio, (long long)r.clips, duet_trainer_now() - t0);
   return t->is_main ? duet_metrics_log_val(&t->metrics, &r, err) : DUET_OK;
 }
