@@ -70,6 +70,15 @@
     const T *s = src->data, *o = other ? other->data : NULL;                               \
     T *d = dst->data;                                                                      \
     int64_t n = dst->numel, rows = src->numel / n, nblk = (n + RED_BLOCK - 1) / RED_BLOCK;  \
+    if (n == 1) { /* a full sum: one accumulator in a register, not a block of them */      \
+      double acc = 0;                                                                      \
+      if (o)                                                                               \
+        for (int64_t r = 0; r < rows; r++) acc += (double)s[r] * (double)o[r];             \
+      else                                                                                 \
+        for (int64_t r = 0; r < rows; r++) acc += (double)s[r];                            \
+      d[0] += (T)(alpha * acc);                                                            \
+      return;                                                                              \
+    }                                                                                      \
     /* Columns are independent: split them across threads by blocks, so the result does    \
      * not depend on the thread count. */                                                  \
     _Pragma("omp parallel for schedule(static) if (src->numel >= DUET_CPU_PARALLEL_MIN && n > 1)") \
