@@ -158,10 +158,17 @@ int main(int argc, char **argv) {
 #ifdef DUET_WITH_MPI
   duet_dist_mpi_opts mpi_opts = {0, 0, cfg.train.zero1};
   if (duet_dist_mpi_init_opts(&argc, &argv, &dist, &mpi_opts, &err)) return fail(err.msg);
+  /* One GPU per rank, by local rank, before anything touches the device; a rank that cannot
+   * have its GPU joins the agreement below with its error, like any other failure. */
+  int gpu_rc = cfg.train.device == DUET_CUDA && dist.world > 1 ? duet_dist_mpi_select_gpu(&dist, &err) : DUET_OK;
 #endif
   duet_trainer_opts o = {.cfg = &cfg, .resume = a.resume != NULL, .init_dir = a.init, .dist = dist, .log = log_line};
   duet_trainer *t = NULL;
+#ifdef DUET_WITH_MPI
+  int rc = gpu_rc ? gpu_rc : duet_trainer_create(&t, &o, &err);
+#else
   int rc = duet_trainer_create(&t, &o, &err);
+#endif
   char warning[256]; /* once the run is known to start, so that a refusal stays one line */
   if (!rc && dist.rank == 0 && duet_train_capacity_warning(&cfg.model, warning, sizeof warning))
     fprintf(stderr, "duet-train: %s\n", warning);

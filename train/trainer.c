@@ -98,6 +98,7 @@ static int build_model(duet_trainer *t, const duet_trainer_opts *o, duet_err *er
    * once. Optimizer moments and EMA shadows are made beside the parameters. */
   if (ts->device != DUET_CPU && (rc = duet_params_to_device(&t->params, (duet_device)ts->device, err)))
     return duet_err_prefix(err, "train.device = cuda: ");
+  if (ts->precision == DUET_PRECISION_BF16 && (rc = duet_mixed_init(&t->mixed, &t->params, err))) return rc;
   duet_adamw_config ac = {ts->beta1, ts->beta2, ts->eps, ts->weight_decay};
   if ((rc = duet_adamw_init(&t->opt, &t->params, &ac, NULL, NULL, err))) return rc;
   t->have_opt = 1;
@@ -142,8 +143,8 @@ static int open_loaders(duet_trainer *t, duet_loader_pos start, duet_err *err) {
   return DUET_OK;
 }
 
-/* train.device = cuda needs a usable GPU in this process, and one process: the gradient
- * all-reduce and the sharded optimizer of train/dist_mpi.c work on host buffers. */
+/* train.device = cuda needs a usable GPU in this process (under mpirun, the one chosen by
+ * the rank's local rank: duet_dist_mpi_select_gpu). */
 static int check_device(duet_trainer *t, duet_err *err) {
   if (t->cfg.train.device == DUET_CPU) return DUET_OK;
 #ifdef DUET_HAVE_CUDA
@@ -157,8 +158,14 @@ static int check_device(duet_trainer *t, duet_err *err) {
     return duet_err_set(err, DUET_ENOTSUP,
                         "train.device = cuda, but this build has no CUDA backend (configure with -DDUET_CUDA=ON)");
 #endif
+  /* Under mpirun the gradients of device parameters are summed by NCCL (train/dist_mpi.c);
+   * the sharded optimizer works on host buffers only. */
+#ifndef DUET_HAVE_NCCL
   if (duet_dist_world(&t->dist) > 1)
-    return duet_err_set(err, DUET_ENOTSUP, "train.device = cuda runs one process on one GPU; under mpirun use train.device = cpu");
+    return duet_err_set(err, DUET_ENOTSUP, "train.device = cuda under mpirun needs a build with NCCL; use train.device = cpu");
+#endif
+  if (duet_dist_world(&t->dist) > 1 && t->cfg.train.zero1)
+    return duet_err_set(err, DUET_ENOTSUP, "train.zero1 shards optimizer state in host memory: use it with train.device = cpu");
   return DUET_OK;
 }
 
@@ -216,6 +223,7 @@ void duet_trainer_free(duet_trainer *t) {
   if (t->have_graph) duet_graph_free(&t->graph);
   if (t->have_ema) duet_ema_free(&t->ema);
   if (t->have_opt) duet_adamw_free(&t->opt);
+  duet_mixed_free(&t->mixed);
   duet_mmdit_free(t->model);
   duet_params_free(&t->params);
   free(t->config_text);
