@@ -230,6 +230,14 @@ duet_tensor *duet_graph_grad(duet_graph *g, duet_tensor *t) {
   return t->grad;
 }
 
+duet_tensor *duet_graph_grad_fresh(duet_graph *g, duet_tensor *t, int *fresh) {
+  *fresh = 0;
+  if (t->grad) return t->grad;
+  t->grad = duet_graph_new(g, t->dtype, t->device, t->ndim, t->shape);
+  *fresh = t->grad != NULL;
+  return t->grad;
+}
+
 /* ---- gradient-ready bookkeeping ---- */
 
 void duet_graph_set_grad_ready(duet_graph *g, duet_grad_ready_fn fn, void *ctx) {

@@ -110,6 +110,14 @@ duet_node *duet_graph_record(duet_graph *g, const char *op, duet_backward_fn bac
 
 /* t's gradient, created zeroed on first use (from the arena unless t is a parameter). */
 duet_tensor *duet_graph_grad(duet_graph *g, duet_tensor *t);
+/* The same for a backward whose kernel can store instead of add: *fresh is set to 1 when
+ * this call created the gradient, which is then uninitialised, and the caller must write
+ * every element of it (a GEMM with beta 0, a copy) before anything else reads or adds to it;
+ * otherwise (a gradient some entry already wrote, and every parameter's, which accumulates
+ * across micro-batches) *fresh is 0 and the caller adds as usual. Skipping the zeroing saves
+ * a pass over memory per activation gradient. When two inputs of one entry are the same
+ * tensor, the one asked first gets fresh = 1, so the backward must write it first. */
+duet_tensor *duet_graph_grad_fresh(duet_graph *g, duet_tensor *t, int *fresh);
 
 /* Seeds d(loss)/d(loss) = 1 (loss must have one element) and runs the tape backwards.
  * Parameter gradients accumulate (call duet_params_zero_grad between optimizer steps). A loss

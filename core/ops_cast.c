@@ -10,25 +10,12 @@
 #include "core/kernels_elementwise.h"
 #include "core/ops.h"
 #include "core/ops_util.h"
-
-#ifdef DUET_HAVE_CUDA
-#include "core/cuda/cuda_optim.h"
-#endif
+#include "core/params.h"
 
 /* dst <- src (equal numel, same device); records a graph error when it cannot. */
 static int convert_on_device(duet_graph *g, duet_tensor *dst, const duet_tensor *src) {
   duet_err err = {0};
-  int rc;
-  if (src->device == DUET_CPU) {
-    rc = duet_tensor_convert(dst, src, &err);
-  } else {
-#ifdef DUET_HAVE_CUDA
-    rc = src->device == DUET_CUDA ? duet_cuda_convert(dst, src, &err)
-                                  : duet_err_set(&err, DUET_ENOTSUP, "no conversion on device %d", (int)src->device);
-#else
-    rc = duet_err_set(&err, DUET_ENOTSUP, "no conversion on device %d", (int)src->device);
-#endif
-  }
+  int rc = duet_tensor_convert_any(dst, src, &err);
   if (rc) duet_graph_fail(g, rc, "cast: %s -> %s: %s", duet_dtype_name(src->dtype), duet_dtype_name(dst->dtype), err.msg);
   return rc == DUET_OK;
 }

@@ -5,6 +5,10 @@
 
 #include "core/backend.h"
 
+#ifdef DUET_HAVE_CUDA
+#include "core/cuda/cuda_optim.h"
+#endif
+
 void duet_params_init(duet_param_set *ps) { memset(ps, 0, sizeof *ps); }
 
 duet_tensor *duet_tensor_new_on(duet_dtype dt, duet_device dev, int ndim, const int64_t *shape, duet_err *err) {
@@ -64,6 +68,16 @@ void duet_tensor_zero(duet_tensor *t) {
   if (!n) return;
   if (t->device == DUET_CPU) memset(t->data, 0, n);
   else duet_backend_get(t->device)->zero(t->data, n);
+}
+
+int duet_tensor_convert_any(duet_tensor *dst, const duet_tensor *src, duet_err *err) {
+  if (dst->device != src->device)
+    return duet_err_set(err, DUET_EINVAL, "convert: tensors on devices %d and %d", (int)src->device, (int)dst->device);
+  if (src->device == DUET_CPU) return duet_tensor_convert(dst, src, err);
+#ifdef DUET_HAVE_CUDA
+  if (src->device == DUET_CUDA) return duet_cuda_convert(dst, src, err);
+#endif
+  return duet_err_set(err, DUET_ENOTSUP, "convert: no conversion on device %d", (int)src->device);
 }
 
 duet_tensor *duet_params_add(duet_param_set *ps, const char *name, duet_dtype dt, int ndim,

@@ -45,5 +45,9 @@ void duet_tensor_download(const duet_tensor *t, void *dst);
 void duet_tensor_upload(duet_tensor *t, const void *src);
 /* Zeroes t's storage on its device. */
 void duet_tensor_zero(duet_tensor *t);
+/* dst <- src converted element by element (float dtypes, equal numel, both on one device):
+ * on the CPU any float dtype into any other (duet_tensor_convert), on the GPU f32 <-> bf16
+ * with the CPU's rounding (core/cuda/cuda_optim.h). Runs on the device's stream. */
+int duet_tensor_convert_any(duet_tensor *dst, const duet_tensor *src, duet_err *err);
 
 #endif

@@ -13,6 +13,8 @@
 static const char *const schedule_names[] = {"constant", "cosine", NULL};
 /* In duet_device order. */
 static const char *const device_names[] = {"cpu", "cuda", NULL};
+/* In duet_train_precision order. */
+static const char *const precision_names[] = {"f32", "bf16", NULL};
 
 
 
@@ -58,6 +60,8 @@ static const duet_cfg_key train_keys[] = {
     T(threads, DUET_CFG_INT, 0, 4096, "compute threads (0: the OpenMP default)"),
     {"train", "device", DUET_CFG_ENUM, offsetof(duet_train_settings, device), NO_RANGE, device_names,
      "where weights, optimizer state and the whole step live: cpu, or cuda (one GPU; checkpoints are the same files)"},
+    {"train", "precision", DUET_CFG_ENUM, offsetof(duet_train_settings, precision), NO_RANGE, precision_names,
+     "what forward and backward compute in: f32, or bf16 (train.device = cuda; f32 master weights and AdamW state)"},
 };
 #undef T
 
@@ -157,6 +161,9 @@ int duet_train_config_validate(const duet_train_config *c, duet_err *err) {
                         c->data.crop_height, c->data.crop_width);
   if (!c->data.path[0]) return duet_err_set(err, DUET_EINVAL, "data.path is empty");
   if (!t->run_dir[0]) return duet_err_set(err, DUET_EINVAL, "train.run_dir is empty");
+  if (t->precision == DUET_PRECISION_BF16 && t->device != DUET_CUDA)
+    return duet_err_set(err, DUET_EINVAL,
+                        "train.precision = bf16 needs train.device = cuda (the CPU backend computes in f32 only)");
   return DUET_OK;
 }
 

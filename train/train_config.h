@@ -48,7 +48,12 @@ typedef struct duet_train_settings {
   char run_dir[DUET_CFG_STRING_MAX];
   int threads; /* compute threads (OpenMP, BLAS); 0: the runtime's default */
   int device;  /* a duet_device: where parameters, optimizer state and the step live */
+  int precision; /* a duet_train_precision: what the forward and backward compute in */
 } duet_train_settings;
+
+/* train.precision. bf16: f32 master weights, gradients and AdamW moments; each micro-batch's
+ * forward and backward run on bf16 copies of the weights (train.device = cuda only). */
+typedef enum duet_train_precision { DUET_PRECISION_F32 = 0, DUET_PRECISION_BF16 = 1 } duet_train_precision;
 
 typedef struct duet_train_config {
   duet_model_config model;

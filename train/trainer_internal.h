@@ -34,6 +34,16 @@ typedef struct duet_loss_sums {
   double loss, loss_video, loss_audio, weight;
 } duet_loss_sums;
 
+/* train.precision = bf16 (trainer_precision.c): a bf16 copy of every parameter (with a bf16
+ * gradient) that the forward and backward compute with, exchanged into the parameters' own
+ * tensors between duet_mixed_begin and duet_mixed_end. */
+typedef struct duet_mixed {
+  duet_tensor **copies; /* [count], parallel to the param set's items */
+  int count;
+  duet_tensor *scratch; /* f32, as large as the largest gradient */
+  int swapped;          /* the parameters hold the bf16 copies now */
+} duet_mixed;
+
 struct duet_trainer {
   duet_train_config cfg;
   duet_train_dist dist;
@@ -47,6 +57,7 @@ struct duet_trainer {
   duet_adamw opt;
   duet_ema ema;
   int have_opt, have_ema;
+  duet_mixed mixed; /* empty (no copies) with train.precision = f32 */
   duet_graph graph;
   int have_graph;
   duet_lr_schedule sched;
@@ -79,6 +90,16 @@ struct duet_trainer {
 int duet_latent_batch_alloc(duet_trainer *t, duet_err *err);
 void duet_latent_batch_free(duet_latent_batch *lb);
 int duet_latent_batch_fill(duet_trainer *t, int64_t split_size, const duet_batch *b, duet_err *err);
+
+/* trainer_precision.c. init: the copies of ps's (f32, on the device) parameters (on failure
+ * duet_mixed_free still frees what was made). begin: refreshes the copies from the masters
+ * and exchanges them in. end: exchanges them back and, when rc is DUET_OK, adds the bf16
+ * gradients (as f32) into the masters' and zeroes them; returns rc, or its own failure. All
+ * three are no-ops on an empty duet_mixed (train.precision = f32). */
+int duet_mixed_init(duet_mixed *mx, const duet_param_set *ps, duet_err *err);
+void duet_mixed_free(duet_mixed *mx);
+int duet_mixed_begin(duet_mixed *mx, duet_param_set *ps, duet_err *err);
+int duet_mixed_end(duet_mixed *mx, duet_param_set *ps, int rc, duet_err *err);
 
 /* trainer_ckpt.c */
 int duet_trainer_ckpt_save(duet_trainer *t, duet_err *err);

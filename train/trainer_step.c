@@ -48,6 +48,10 @@ static int check_loss(duet_trainer *t, const duet_train_stats *s, duet_err *err)
 static int last_backward(duet_trainer *t, duet_tensor *loss, duet_err *err) {
   const duet_train_dist *d = &t->dist;
   int overlap = t->cfg.train.overlap_allreduce && d->grads_begin && d->grad_ready && d->grads_end;
+  /* With train.precision = bf16 the gradients final during backward are the bf16 copies'
+   * (one micro-batch's, before they join the f32 sums), so the sum over ranks waits for the
+   * f32 gradients after the step's micro-batches (duet_dist_average_grads). */
+  if (t->mixed.copies) overlap = 0;
   if (!overlap) return loss ? duet_backward(&t->graph, loss, err) : DUET_OK;
   int rc = d->grads_begin(d->ctx, &t->params, err);
   if (rc) return rc;
@@ -89,12 +93,13 @@ static int accumulate(duet_trainer *t, duet_loss_sums *sums, int64_t *clips, due
     if ((rc = duet_latent_batch_fill(t, t->n_train, b, err))) return rc;
     duet_graph_reset(&t->graph);
     duet_flow_loss fl;
+    /* With train.precision = bf16 the micro-batch computes with bf16 copies of the weights. */
+    if ((rc = duet_mixed_begin(&t->mixed, &t->params, err))) return rc;
     rc = duet_flow_loss_build(&t->graph, t->model, &t->cfg.flow, &t->lat.flow, (uint64_t)ts->seed, (uint64_t)t->step,
                               t->lat.sample_base, -1, &fl, err);
-    if (rc) return rc;
     /* A non-finite loss still runs backward: the verdict waits for the sums over ranks. */
-    rc = last ? last_backward(t, fl.loss, err) : duet_backward(&t->graph, fl.loss, err);
-    if (rc) return rc;
+    if (!rc) rc = last ? last_backward(t, fl.loss, err) : duet_backward(&t->graph, fl.loss, err);
+    if ((rc = duet_mixed_end(&t->mixed, &t->params, rc, err))) return rc;
     sums->loss += loss_value(fl.loss);
     sums->loss_video += fl.loss_video;
     sums->loss_audio += fl.loss_audio;

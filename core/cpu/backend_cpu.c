@@ -1,5 +1,6 @@
 /* The CPU backend's table: host memory, OpenBLAS for matrix products, OpenMP kernels. */
 #include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,31 @@ static void cpu_free(void *p) { free(p); }
 static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 static void cpu_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 
+/* One product on the calling thread. */
+static void gemm_one(duet_dtype dt, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int64_t m,
+                     int64_t n, int64_t k, double alpha, const void *a, int64_t lda, const void *b,
+                     int64_t ldb, double beta, void *c, int64_t ldc) {
+  if (dt == DUET_F64)
+    cblas_dgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b,
+                (blasint)ldb, beta, c, (blasint)ldc);
+  else
+    cblas_sgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)n, (blasint)k, (float)alpha, a,
+                (blasint)lda, b, (blasint)ldb, (float)beta, c, (blasint)ldc);
+}
+
+/* Below this many multiply-adds per thread a product runs on one thread: OpenBLAS also takes
+ * its small-matrix kernel under 1e6 (a different summation order for long k), so keeping
+ * every part above that keeps each element's bits those of the whole product. */
+#define GEMM_SPLIT_MIN 2000000.0
+
+/* Products are threaded here, with OpenMP, not by OpenBLAS: on a machine with as many cores
+ * as threads OpenBLAS's pthread pool and OpenMP's team take turns on the same cores, and
+ * OpenBLAS's idle workers spin in sched_yield for a long time after every call (measured on
+ * the tiny config at 2 threads: a third of the step's CPU time in the kernel; see
+ * experiments/RESULTS-train.md). OpenBLAS is held at one thread during the call. A product
+ * is cut along the rows of C (or its columns when it has fewer rows) into one part per
+ * thread; a part computes each of its elements exactly as the whole product would (same k
+ * order, same kernel), so the result is the same bits at any thread count. */
 static void cpu_gemm_batched(duet_dtype dt, int trans_a, int trans_b, int64_t m, int64_t n,
                              int64_t k, double alpha, const void *a, int64_t lda,
                              int64_t stride_a, const void *b, int64_t ldb, int64_t stride_b,
@@ -27,20 +53,48 @@ static void cpu_gemm_batched(duet_dtype dt, int trans_a, int trans_b, int64_t m,
                              int64_t batch) {
   enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
   enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
-  /* Each product is large enough for OpenBLAS's own threads; looping keeps them busy. */
-  for (int64_t i = 0; i < batch; i++) {
-    if (dt == DUET_F64) {
-      cblas_dgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)n, (blasint)k, alpha,
-                  (const double *)a + i * stride_a, (blasint)lda,
-                  (const double *)b + i * stride_b, (blasint)ldb, beta,
-                  (double *)c + i * stride_c, (blasint)ldc);
-    } else {
-      cblas_sgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)n, (blasint)k, (float)alpha,
-                  (const float *)a + i * stride_a, (blasint)lda,
-                  (const float *)b + i * stride_b, (blasint)ldb, (float)beta,
-                  (float *)c + i * stride_c, (blasint)ldc);
+  size_t es = dt == DUET_F64 ? sizeof(double) : sizeof(float);
+  const char *pa = a, *pb = b;
+  char *pc = c;
+  int blas_threads = openblas_get_num_threads();
+  if (blas_threads != 1) openblas_set_num_threads(1);
+  double work = (double)m * (double)n * (double)k;
+  int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads > 1 && batch >= threads && work * (double)batch >= GEMM_SPLIT_MIN * threads) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < batch; i++)
+      gemm_one(dt, ta, tb, m, n, k, alpha, pa + (size_t)(i * stride_a) * es, lda,
+               pb + (size_t)(i * stride_b) * es, ldb, beta, pc + (size_t)(i * stride_c) * es, ldc);
+  } else {
+    /* Parts: as many as threads, each at least GEMM_SPLIT_MIN multiply-adds, rounded to
+     * 32 rows or columns so that no part ends in a narrow kernel edge. */
+    int64_t along_m = m >= n, len = along_m ? m : n;
+    int64_t parts = threads > 1 ? (int64_t)(work / GEMM_SPLIT_MIN) : 1;
+    if (parts > threads) parts = threads;
+    if (parts > len / 32) parts = len / 32;
+    if (parts < 1) parts = 1;
+    int64_t step = ((len + parts - 1) / parts + 31) / 32 * 32;
+    for (int64_t i = 0; i < batch; i++) {
+      const char *ai = pa + (size_t)(i * stride_a) * es, *bi = pb + (size_t)(i * stride_b) * es;
+      char *ci = pc + (size_t)(i * stride_c) * es;
+      if (parts == 1) {
+        gemm_one(dt, ta, tb, m, n, k, alpha, ai, lda, bi, ldb, beta, ci, ldc);
+        continue;
+      }
+#pragma omp parallel for schedule(static) num_threads((int)parts)
+      for (int64_t p = 0; p < parts; p++) {
+        int64_t lo = p * step, hi = lo + step < len ? lo + step : len;
+        if (lo >= hi) continue;
+        if (along_m) /* rows lo..hi of op(A) and of C */
+          gemm_one(dt, ta, tb, hi - lo, n, k, alpha, ai + (size_t)(trans_a ? lo : lo * lda) * es, lda,
+                   bi, ldb, beta, ci + (size_t)(lo * ldc) * es, ldc);
+        else /* columns lo..hi of op(B) and of C */
+          gemm_one(dt, ta, tb, m, hi - lo, k, alpha, ai, lda,
+                   bi + (size_t)(trans_b ? lo * ldb : lo) * es, ldb, beta, ci + (size_t)lo * es, ldc);
+      }
     }
   }
+  if (blas_threads != 1) openblas_set_num_threads(blas_threads);
 }
 
 const duet_backend duet_cpu_backend = {

@@ -2,8 +2,9 @@
 // the tests/gpu programs) can run on a machine without a GPU. A development aid, not part of
 // the build: tests/gpu/emu/run.sh compiles patched copies of the .cu files as host C++.
 //
-// One std::thread per CUDA thread; a launch runs its blocks one after another, so `static`
-// stands in for __shared__. __syncthreads is a block barrier; warp shuffles and
+// Every CUDA thread of a block is a fiber (ucontext) of one host thread; a launch runs its
+// blocks one after another, so `static` stands in for __shared__. A fiber runs until it waits
+// at a barrier, then the next one runs: __syncthreads is a block barrier; warp shuffles and
 // mma.sync.m16n8k16 (bf16 in, f32 accumulate) exchange through per-warp slots between two
 // warp barriers. The mma follows the PTX ISA's fragment tables (groupID g = lane / 4,
 // t = lane % 4; A rows g, g + 8 and columns 2t, 2t+1, 2t+8, 2t+9; B rows 2t, 2t+1, 2t+8, 2t+9 of
@@ -13,13 +14,10 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <barrier>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #undef __shared__
@@ -30,17 +28,23 @@
 struct emu_idx {
   unsigned x, y, z;
 };
-extern thread_local emu_idx threadIdx, blockIdx;
-extern thread_local unsigned emu_linear; /* the thread's index within its block */
+extern emu_idx threadIdx, blockIdx;
+extern unsigned emu_linear; /* the running thread's index within its block */
 extern emu_idx blockDim, gridDim;
 extern unsigned char emu_smem[];          /* dynamic shared memory */
 
+/* A barrier among the fibers of a launch: the last to arrive goes on, the others yield to
+ * the next fiber until the barrier's generation has moved. */
+struct emu_barrier {
+  unsigned n = 0, count = 0, gen = 0;
+  void arrive_and_wait();
+};
 struct emu_warp {
-  std::barrier<> bar{32};
+  emu_barrier bar;
   unsigned char slot[32][16];
   uint32_t a[32][4], b[32][2];
 };
-extern std::barrier<> *emu_block_bar;
+extern emu_barrier *emu_block_bar;
 extern std::vector<std::unique_ptr<emu_warp>> emu_warps;
 
 inline void __syncthreads() { emu_block_bar->arrive_and_wait(); }
@@ -108,9 +112,7 @@ inline float __fdiv_rn(float a, float b) { volatile float r = a / b; return r; }
 inline float __fsqrt_rn(float a) { return sqrtf(a); }
 inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
-inline std::mutex emu_atomic_lock;
-inline unsigned long long atomicMin(unsigned long long *p, unsigned long long v) {
-  std::lock_guard<std::mutex> l(emu_atomic_lock);
+inline unsigned long long atomicMin(unsigned long long *p, unsigned long long v) { /* fibers: one host thread */
   unsigned long long old = *p;
   if (v < old) *p = v;
   return old;
