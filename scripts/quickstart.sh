@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 out=${OUT:-out/quickstart}
 clips=${CLIPS:-768}
 steps=${STEPS:-}
-prompt=${PROMPT:-"a large red rubber ball bounces"}
+# A caption in the synthetic data's own words (duet-synth: size, colour, material, shape, bounces, floor).
+prompt=${PROMPT:-"a large red metal ball bounces three times on a blue floor and comes to rest"}
 start=$(date +%s)
 stamp() { printf '[quickstart %4ds] %s\n' "$(( $(date +%s) - start ))" "$*"; }
 
