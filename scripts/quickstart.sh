@@ -32,8 +32,11 @@ if [ -n "$steps" ]; then train_args+=(--set "train.steps=$steps" --set "train.wa
 build/bin/duet-train "${train_args[@]}"
 
 stamp "sampling: \"$prompt\""
+# Guidance 1 (none): at this training length a scale of 2 or more drives the soundtrack to
+# full loudness in every mel band (experiments/RESULTS-quickstart.md, "Guidance").
 build/bin/duet-infer --ckpt "$out/run/last" --prompt "$prompt" --out "$out/sample.mp4" \
-  --frames-dir "$out/sample-frames" --wav "$out/sample.wav" --steps 25 --seed 0 --force
+  --frames-dir "$out/sample-frames" --wav "$out/sample.wav" --steps 25 --seed 0 \
+  --cfg-video 1 --cfg-audio 1 --force
 
 stamp "measuring sync"
 build/bin/duet-eval sync "$out/sample.mp4" --out "$out/eval" || true

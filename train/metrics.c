@@ -15,6 +15,8 @@
 static const char *const train_fields[] = {"step", "loss", "loss_video", "loss_audio", "grad_norm", "lr",
                                            "tokens_per_s", "samples", "epoch", "time_s", NULL};
 static const char *const val_fields[] = {"step", "loss", "loss_video", "loss_audio", "clips", NULL};
+static const char *const val_ema_fields[] = {"step",  "loss",     "loss_video",     "loss_audio",
+                                             "clips", "ema_loss", "ema_loss_video", "ema_loss_audio", NULL};
 
 static cJSON *make_object(const char *kind, const char *const *fields) {
   cJSON *o = cJSON_CreateObject();
@@ -92,10 +94,11 @@ int duet_metrics_open(duet_metrics *m, const char *path, int64_t keep_until, int
     return duet_err_set(err, DUET_EINVAL, "%s: path too long", path);
   m->train = make_object("train", train_fields);
   m->val = make_object("val", val_fields);
+  m->val_ema = make_object("val", val_ema_fields);
   m->line_cap = LINE_CAP;
   m->line = malloc((size_t)m->line_cap);
   int64_t val_cap = capacity / 2 + 16;
-  if (!m->train || !m->val || !m->line || history_alloc(&m->train_hist, capacity) ||
+  if (!m->train || !m->val || !m->val_ema || !m->line || history_alloc(&m->train_hist, capacity) ||
       history_alloc(&m->val_hist, val_cap)) {
     duet_metrics_close(m);
     return duet_err_set(err, DUET_ENOMEM, "%s: out of memory", path);
@@ -145,24 +148,27 @@ int duet_metrics_log_train(duet_metrics *m, const duet_train_record *r, duet_err
 }
 
 int duet_metrics_log_val(duet_metrics *m, const duet_val_record *r, duet_err *err) {
-  set_num(m->val, "step", (double)r->step);
-  set_num(m->val, "loss", r->loss);
-  set_num(m->val, "loss_video", r->loss_video);
-  set_num(m->val, "loss_audio", r->loss_audio);
-  set_num(m->val, "clips", (double)r->clips);
+  /* set_num only fills keys the object was made with, hence one object per shape of line. */
+  cJSON *o = r->has_ema ? m->val_ema : m->val;
+  set_num(o, "step", (double)r->step);
+  set_num(o, "loss", r->loss);
+  set_num(o, "loss_video", r->loss_video);
+  set_num(o, "loss_audio", r->loss_audio);
+  set_num(o, "clips", (double)r->clips);
   if (r->has_ema) {
-    set_num(m->val, "ema_loss", r->ema_loss);
-    set_num(m->val, "ema_loss_video", r->ema_loss_video);
-    set_num(m->val, "ema_loss_audio", r->ema_loss_audio);
+    set_num(o, "ema_loss", r->ema_loss);
+    set_num(o, "ema_loss_video", r->ema_loss_video);
+    set_num(o, "ema_loss_audio", r->ema_loss_audio);
   }
   history_push(&m->val_hist, r->step, r->loss);
-  return emit(m, m->val, err);
+  return emit(m, o, err);
 }
 
 void duet_metrics_close(duet_metrics *m) {
   if (m->f) fclose(m->f);
   cJSON_Delete(m->train);
   cJSON_Delete(m->val);
+  cJSON_Delete(m->val_ema);
   free(m->line);
   free(m->train_hist.step);
   free(m->train_hist.loss);

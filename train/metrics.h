@@ -44,7 +44,7 @@ struct cJSON;
 typedef struct duet_metrics {
   FILE *f;
   char path[4096];
-  struct cJSON *train, *val;
+  struct cJSON *train, *val, *val_ema; /* one line object each; val_ema adds the EMA's losses */
   char *line;
   int line_cap;
   duet_loss_history train_hist, val_hist;

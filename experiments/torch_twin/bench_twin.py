@@ -6,7 +6,8 @@ and under torch.compile, next to duet's own C implementation of the same model a
                                                  [--exe build-twin/bin/duet_twin_dump]
 
 Configs: "tiny" is tests/mmdit/tiny_config.h, "small" is duet's default [model] (a 32-frame
-32x32 clip: 1024 video + 32 audio tokens, width 128, depth 4). Tokens/s counts video and
+32x32 clip: 1024 video + 32 audio tokens, width 128, depth 4); "tiny.ini" and "small.ini" are
+the shipped configs/tiny.ini (batch 4, as duet-train runs it) and configs/small.ini (batch 2). Tokens/s counts video and
 audio tokens of the batch per pass, from the best pass (the median is shown too: on a shared
 machine the best pass is the steadier figure). "cpu ms" is process CPU time per pass (best pass
 for the twin, mean for duet): at one thread it leaves out time other processes held the core. duet's figure comes from
@@ -32,7 +33,15 @@ TINY = dict(video_frames=4, video_height=8, video_width=8, patch_t=2, patch_h=4,
             audio_frames=16, audio_channels=8, patch_a=4, audio_rate=64.0, width_video=32, width_audio=16,
             width_text=24, heads_video=2, heads_audio=1, heads_text=2, depth=2, text_len=12, text_layers=1,
             rope_time_pairs=4)
-CONFIGS = {"tiny": (TINY, 4), "small": ({}, 2)}
+# name: (config file or None, [model] overrides, batch). The two .ini rows are the shipped
+# configs at the batch duet-train uses for tiny and at 2 clips for small (16 would need about
+# 25 GB on the CPU).
+CONFIGS = {
+    "tiny": (None, TINY, 4),
+    "small": (None, {}, 2),
+    "tiny.ini": (os.path.join(ROOT, "configs", "tiny.ini"), {}, 4),
+    "small.ini": (os.path.join(ROOT, "configs", "small.ini"), {}, 2),
+}
 
 
 def time_passes(step, iters, warmup):
@@ -71,10 +80,11 @@ def torch_bench(cfg, batch, iters, compile_model):
     return time_passes(step, iters, 2), first
 
 
-def duet_bench(exe, cfg_sets, batch, iters, threads):
+def duet_bench(exe, cfg_path, cfg_sets, batch, iters, threads):
     if not os.path.exists(exe):
         return None
-    cmd = [exe, "--batch", str(batch), "--bench", str(iters)] + sum((["--set", s] for s in cfg_sets), [])
+    cmd = [exe, "--batch", str(batch), "--bench", str(iters)] + (["--config", cfg_path] if cfg_path else [])
+    cmd += sum((["--set", s] for s in cfg_sets), [])
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     m = re.search(r"([0-9.]+) ms/pass", out)
@@ -91,16 +101,20 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--exe", default=os.path.join(ROOT, "build-twin", "bin", "duet_twin_dump"))
-    ap.add_argument("--only", help="run only this config")
+    ap.add_argument("--only", help="comma-separated configs to run (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, float32, {args.iters} passes")
     print(f"{'config':<7} {'batch':>5} {'tokens':>6} {'impl':<20} {'best ms':>9} {'median ms':>9} {'cpu ms':>9} "
           f"{'tokens/s':>9}  note")
-    for name, (overrides, batch) in CONFIGS.items():
-        if args.only and name != args.only:
+    for name, (path, overrides, batch) in CONFIGS.items():
+        if args.only and name not in args.only.split(","):
             continue
-        cfg = ModelConfig(**overrides)
+        if path:
+            with open(path) as f:
+                cfg = ModelConfig.from_ini(f.read())
+        else:
+            cfg = ModelConfig(**overrides)
         tokens = batch * (cfg.video_tokens + cfg.audio_tokens)
         def row(impl, best, median=None, cpu=None, note=""):
             med = f"{1e3 * median:9.2f}" if median else f"{'':>9}"
@@ -108,7 +122,7 @@ def main():
             print(f"{name:<7} {batch:>5} {tokens:>6} {impl:<20} {1e3 * best:9.2f} {med} {cms} {tokens / best:9.0f}  "
                   f"{note}", flush=True)
         sets = [f"model.{k}={v}" for k, v in overrides.items()]
-        runs = [duet_bench(args.exe, sets, batch, args.iters, args.threads) for _ in range(args.repeat)]
+        runs = [duet_bench(args.exe, path, sets, batch, args.iters, args.threads) for _ in range(args.repeat)]
         if runs and runs[0]:
             cpus = [r[1] for r in runs if r[1]]
             row("duet (C)", min(r[0] for r in runs), cpu=min(cpus) if cpus else None,

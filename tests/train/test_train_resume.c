@@ -5,6 +5,7 @@
  * valid JSON object per line with one train line per step, and after the first step a step
  * allocates no arena memory. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +47,7 @@ typedef struct logged {
   int train_lines, val_lines, bad_lines;
   int64_t steps[64];
   double loss[64][4];
-  double val[16];
+  double val[16], ema_val[16]; /* ema_val: NaN where a line has no ema_loss */
 } logged;
 
 static void read_metrics(const char *run, logged *lg) {
@@ -75,6 +76,8 @@ static void read_metrics(const char *run, logged *lg) {
       const char *keys[4] = {"loss", "loss_video", "loss_audio", "grad_norm"};
       for (int k = 0; k < 4; k++) lg->loss[i][k] = cJSON_GetObjectItemCaseSensitive(o, keys[k])->valuedouble;
     } else if (!strcmp(kind->valuestring, "val") && lg->val_lines < 16) {
+      const cJSON *ema = cJSON_GetObjectItemCaseSensitive(o, "ema_loss");
+      lg->ema_val[lg->val_lines] = cJSON_IsNumber(ema) ? ema->valuedouble : NAN;
       lg->val[lg->val_lines++] = cJSON_GetObjectItemCaseSensitive(o, "loss")->valuedouble;
     }
     cJSON_Delete(o);
@@ -150,6 +153,14 @@ int main(void) {
   CHECK_EQ_INT(la.val_lines, 2); /* steps 4 and 8 */
   CHECK_EQ_INT(lb.val_lines, 2);
   CHECK(memcmp(la.val, lb.val, sizeof(double) * 2) == 0);
+  /* The EMA weights' validation loss is logged beside the training weights' (same clips, same
+   * draws), resumes to the same bits, and after 4 steps is not the training weights' loss. */
+  for (int i = 0; i < 2; i++) {
+    CHECK_MSG(isfinite(la.ema_val[i]) && isfinite(lb.ema_val[i]), "val line %d: ema_loss %g / %g", i, la.ema_val[i],
+              lb.ema_val[i]);
+    CHECK(la.ema_val[i] == lb.ema_val[i]);
+    CHECK(la.ema_val[i] != la.val[i]);
+  }
   char png[4200];
   snprintf(png, sizeof png, "%s/loss.png", run_b);
   CHECK(duet_path_exists(png));
