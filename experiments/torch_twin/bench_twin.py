@@ -80,11 +80,28 @@ def torch_bench(cfg, batch, iters, compile_model):
     return time_passes(step, iters, 2), first
 
 
-def duet_bench(exe, cfg_path, cfg_sets, batch, iters, threads):
+def model_sets(path):
+    """The [model] section of a training config as --set overrides: duet_twin_dump reads only
+    [model] and [flow] from a file, and a training config has [audio], [data] and [train] too."""
+    sets, section = [], None
+    with open(path) as f:
+        for raw in f:
+            line = raw.strip()
+            if not line or line[0] in "#;":
+                continue
+            if line.startswith("["):
+                section = line.strip("[]").strip()
+            elif section == "model" and "=" in line:
+                key, value = (x.strip() for x in line.split("=", 1))
+                cut = value.find(" ;")
+                sets.append(f"model.{key}={(value[:cut] if cut >= 0 else value).strip()}")
+    return sets
+
+
+def duet_bench(exe, cfg_sets, batch, iters, threads):
     if not os.path.exists(exe):
         return None
-    cmd = [exe, "--batch", str(batch), "--bench", str(iters)] + (["--config", cfg_path] if cfg_path else [])
-    cmd += sum((["--set", s] for s in cfg_sets), [])
+    cmd = [exe, "--batch", str(batch), "--bench", str(iters)] + sum((["--set", s] for s in cfg_sets), [])
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     m = re.search(r"([0-9.]+) ms/pass", out)
@@ -121,8 +138,8 @@ def main():
             cms = f"{1e3 * cpu:9.2f}" if cpu else f"{'':>9}"
             print(f"{name:<7} {batch:>5} {tokens:>6} {impl:<20} {1e3 * best:9.2f} {med} {cms} {tokens / best:9.0f}  "
                   f"{note}", flush=True)
-        sets = [f"model.{k}={v}" for k, v in overrides.items()]
-        runs = [duet_bench(args.exe, path, sets, batch, args.iters, args.threads) for _ in range(args.repeat)]
+        sets = model_sets(path) if path else [f"model.{k}={v}" for k, v in overrides.items()]
+        runs = [duet_bench(args.exe, sets, batch, args.iters, args.threads) for _ in range(args.repeat)]
         if runs and runs[0]:
             cpus = [r[1] for r in runs if r[1]]
             row("duet (C)", min(r[0] for r in runs), cpu=min(cpus) if cpus else None,
