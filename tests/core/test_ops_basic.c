@@ -29,6 +29,22 @@ static duet_tensor *build_reuse(duet_graph *g, duet_tensor *const *x, void *c) {
   return duet_add(g, duet_mul(g, h, h), duet_scale(g, h, 3.0));
 }
 
+/* Backward stores a fresh activation gradient (beta 0) instead of zeroing and adding to it;
+ * these uses check that a second and third use still add to what the first one stored. */
+static duet_tensor *build_self_product(duet_graph *g, duet_tensor *const *x, void *c) {
+  (void)c;
+  duet_tensor *h = duet_scale(g, x[0], 1.5); /* an activation, not a leaf */
+  duet_tensor *p = duet_matmul(g, h, h, 0, 1); /* h @ h^T: dA is stored, dB adds to it */
+  duet_tensor *q = duet_matmul(g, duet_mul(g, h, h), h, 0, 1); /* backward runs first: dA then adds */
+  return duet_add(g, duet_mean(g, p), duet_mean(g, q));
+}
+static duet_tensor *build_shared_input(duet_graph *g, duet_tensor *const *x, void *c) {
+  (void)c;
+  duet_tensor *h = duet_scale(g, x[0], -0.5);
+  duet_tensor *a = duet_linear(g, h, x[1], NULL), *b = duet_linear(g, h, x[1], NULL);
+  return duet_add(g, duet_mul(g, a, b), duet_linear(g, h, x[1], NULL));
+}
+
 static void check_binary(const char *name, gc_build_fn f, const int64_t *sa, int na, const int64_t *sb, int nb,
                          uint64_t seed) {
   duet_tensor *in[2] = {gc_rand(na, sa, seed, -1, 1), gc_rand(nb, sb, seed + 1, -1, 1)};
@@ -101,6 +117,8 @@ int main(void) {
     duet_tensor *in[3] = {gc_rand(3, sx, 50, -1, 1), gc_rand(2, sw, 51, -1, 1), gc_rand(1, sbias, 52, -1, 1)};
     CHECK(gradcheck("linear", build_linear, NULL, in, 3, NULL) == 0);
     CHECK(gradcheck("linear reused output", build_reuse, NULL, in, 2, NULL) == 0);
+    CHECK(gradcheck("linear, input shared by three", build_shared_input, NULL, in, 2, NULL) == 0);
+    CHECK(gradcheck("matmul of an activation with itself", build_self_product, NULL, in, 1, NULL) == 0);
     gc_free(in, 3);
   }
   return test_finish("core_ops_basic");
