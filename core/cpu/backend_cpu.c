@@ -56,10 +56,13 @@ static void cpu_gemm_batched(duet_dtype dt, int trans_a, int trans_b, int64_t m,
   size_t es = dt == DUET_F64 ? sizeof(double) : sizeof(float);
   const char *pa = a, *pb = b;
   char *pc = c;
-  int blas_threads = openblas_get_num_threads();
+  /* Inside a parallel region the caller owns the threads: one product per call, and OpenBLAS's
+   * thread count is left alone (changing that global from several threads at once would race). */
+  int nested = omp_in_parallel();
+  int blas_threads = nested ? 1 : openblas_get_num_threads();
   if (blas_threads != 1) openblas_set_num_threads(1);
   double work = (double)m * (double)n * (double)k;
-  int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  int threads = nested ? 1 : omp_get_max_threads();
   if (threads > 1 && batch >= threads && work * (double)batch >= GEMM_SPLIT_MIN * threads) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < batch; i++)
