@@ -70,6 +70,15 @@ void duet_tensor_zero(duet_tensor *t) {
   else duet_backend_get(t->device)->zero(t->data, n);
 }
 
+double duet_tensor_scalar(const duet_tensor *t) {
+  unsigned char bytes[8] = {0}; /* one element of the widest dtype */
+  duet_tensor h = *t;
+  h.device = DUET_CPU;
+  h.data = bytes;
+  duet_tensor_download(t, bytes);
+  return duet_tensor_get(&h, 0);
+}
+
 int duet_tensor_convert_any(duet_tensor *dst, const duet_tensor *src, duet_err *err) {
   if (dst->device != src->device)
     return duet_err_set(err, DUET_EINVAL, "convert: tensors on devices %d and %d", (int)src->device, (int)dst->device);

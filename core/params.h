@@ -43,6 +43,8 @@ void duet_tensor_free_any(duet_tensor *t);
 /* Copies all of t's bytes into host memory dst / from host memory src (memcpy on the CPU). */
 void duet_tensor_download(const duet_tensor *t, void *dst);
 void duet_tensor_upload(duet_tensor *t, const void *src);
+/* The value of a one-element tensor (a loss) on any device, read back to the host. */
+double duet_tensor_scalar(const duet_tensor *t);
 /* Zeroes t's storage on its device. */
 void duet_tensor_zero(duet_tensor *t);
 /* dst <- src converted element by element (float dtypes, equal numel, both on one device):

@@ -128,16 +128,6 @@ static int audio_generated(const sample_plan *p, int f) {
   return f >= p->keep_audio;
 }
 
-/* The value of a one-element tensor on any device (read back from a device). */
-static double scalar_value(const duet_tensor *t) {
-  unsigned char bytes[8] = {0};
-  duet_tensor h = *t;
-  h.device = DUET_CPU;
-  h.data = bytes;
-  duet_tensor_download(t, bytes);
-  return duet_tensor_get(&h, 0);
-}
-
 int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *fc, const duet_flow_batch *b,
                          uint64_t seed, uint64_t step, int64_t sample_base, int force_task, duet_flow_loss *out,
                          duet_err *err) {
@@ -249,7 +239,7 @@ int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *f
   duet_tensor *la = duet_mse(g, o.audio_v, atarget, aloss_mask, 1.0);
   out->loss = duet_add(g, duet_scale(g, lv, fc->weight_video), duet_scale(g, la, fc->weight_audio));
   if (!duet_graph_ok(g)) return duet_graph_status(g, err);
-  out->loss_video = scalar_value(lv);
-  out->loss_audio = scalar_value(la);
+  out->loss_video = duet_tensor_scalar(lv);
+  out->loss_audio = duet_tensor_scalar(la);
   return DUET_OK;
 }

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/params.h"
 #include "train/trainer_internal.h"
 
 /* Saves the diagnostic checkpoint and leaves the one-line error for the step that went
@@ -67,16 +68,6 @@ static int last_backward(duet_trainer *t, duet_tensor *loss, duet_err *err) {
   return rc;
 }
 
-/* A one-element loss on any device (read back from the GPU). */
-static double loss_value(const duet_tensor *t) {
-  unsigned char bytes[8] = {0};
-  duet_tensor h = *t;
-  h.device = DUET_CPU;
-  h.data = bytes;
-  duet_tensor_download(t, bytes);
-  return duet_tensor_get(&h, 0);
-}
-
 /* Micro-batches of one step: forward, loss, backward, gradients accumulated in the params. */
 static int accumulate(duet_trainer *t, duet_loss_sums *sums, int64_t *clips, duet_err *err) {
   const duet_train_settings *ts = &t->cfg.train;
@@ -100,7 +91,7 @@ static int accumulate(duet_trainer *t, duet_loss_sums *sums, int64_t *clips, due
     /* A non-finite loss still runs backward: the verdict waits for the sums over ranks. */
     if (!rc) rc = last ? last_backward(t, fl.loss, err) : duet_backward(&t->graph, fl.loss, err);
     if ((rc = duet_mixed_end(&t->mixed, &t->params, rc, err))) return rc;
-    sums->loss += loss_value(fl.loss);
+    sums->loss += duet_tensor_scalar(fl.loss);
     sums->loss_video += fl.loss_video;
     sums->loss_audio += fl.loss_audio;
     sums->weight += 1;
@@ -183,7 +174,7 @@ static int validation_pass(duet_trainer *t, double sums[4], duet_err *err) {
         rc = duet_flow_loss_build(&t->graph, t->model, &t->val_flow, &t->lat.flow, (uint64_t)t->cfg.train.seed,
                                   DUET_VAL_FLOW_STEP, t->lat.sample_base, -1, &fl, err);
       if (!rc) {
-        sums[0] += loss_value(fl.loss) * b->count;
+        sums[0] += duet_tensor_scalar(fl.loss) * b->count;
         sums[1] += fl.loss_video * b->count;
         sums[2] += fl.loss_audio * b->count;
         sums[3] += b->count;
