@@ -11,6 +11,7 @@ void duet_synth_params_default(duet_synth_params *p) {
   p->sample_rate = 16000;
   p->max_objects = DUET_SYNTH_MAX_OBJECTS;
   p->background_noise = 0.0f;
+  p->object_scale = 1.0;
   p->seed = 0;
 }
 
@@ -31,6 +32,9 @@ int duet_synth_params_check(const duet_synth_params *p, duet_err *err) {
   if (!(p->background_noise >= 0.0f) || p->background_noise > 0.5f)
     return duet_err_set(err, DUET_EINVAL, "background noise must be 0..0.5 (got %g)",
                         (double)p->background_noise);
+  /* Above 2 the largest object no longer fits between the floor and the top of the frame. */
+  if (!(p->object_scale >= 0.5 && p->object_scale <= 2.0))
+    return duet_err_set(err, DUET_EINVAL, "object scale must be 0.5..2 (got %g)", p->object_scale);
   return 0;
 }
 

@@ -32,6 +32,8 @@ typedef struct duet_synth_params {
   int sample_rate;
   int max_objects;         /* each clip has 1..max_objects objects (at most 3) */
   float background_noise;  /* RMS of a soft low-passed noise bed; 0 = silence between impacts */
+  double object_scale;     /* multiplies every object's radius (0.5..2): small frames show
+                              objects only when they span several pixels */
   uint64_t seed;
 } duet_synth_params;
 

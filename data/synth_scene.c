@@ -258,7 +258,7 @@ void duet_synth_scene_make(const duet_synth_params *p, int64_t index, duet_synth
     o->material = (int)duet_rng_below(&r, DUET_SYNTH_N_MATERIALS);
     pick_colour(&r, s->floor_colour, taken, j, &o->colour);
     taken[j] = o->colour;
-    o->radius = size_radius[o->size] * (0.92 + 0.16 * duet_rng_uniform_f64(&r));
+    o->radius = size_radius[o->size] * p->object_scale * (0.92 + 0.16 * duet_rng_uniform_f64(&r));
     o->detune = (float)(0.97 + 0.06 * duet_rng_uniform_f64(&r));
     double rr = o->radius, aw = m.right_wall;
     double x = aw > 2 * rr ? rr + (aw - 2 * rr) * duet_rng_uniform_f64(&r) : aw / 2;

@@ -179,7 +179,7 @@ int main(int argc, char **argv) {
   for (int k = 0; k < count && !rc; k++) {
     char *caption = NULL;
     if ((rc = duet_clip_file_read(f, first + k, rgb, wave, &caption, NULL, NULL, NULL, &err))) break;
-    duet_text_tokenize(caption, L, ids, tmask);
+    duet_text_tokenize(c, caption, ids, tmask);
     free(caption);
     if ((rc = duet_video_codec_encode(&p->video, rgb, T, H, W, x0v, &err)) ||
         (rc = duet_audio_codec_encode(p->audio, wave, 1, samples, x0a, &err)))

@@ -176,7 +176,7 @@ int duet_pipeline_run(duet_pipeline *p, const duet_av_request *r, duet_av_result
     rc = duet_audio_codec_encode(p->audio, wave, 1, samples, alat, err);
   }
   if (rc) goto done;
-  duet_text_tokenize(r->prompt, L, ids, tmask);
+  duet_text_tokenize(c, r->prompt, ids, tmask);
   duet_sample_condition cond = {0};
   cond.video = (r->image || r->video) ? vlat : NULL;
   cond.audio = r->audio ? alat : NULL;

@@ -8,7 +8,7 @@ void duet_model_config_defaults(duet_model_config *c) {
       .width_video = 128, .width_audio = 128, .width_text = 128,
       .heads_video = 4, .heads_audio = 4, .heads_text = 4,
       .depth = 4, .single_depth = 0, .mlp_ratio = 4.0, .fusion = DUET_FUSION_CROSS,
-      .text_source = DUET_TEXT_BYTES, .text_len = 64, .text_layers = 2, .text_emb_dim = 0,
+      .text_source = DUET_TEXT_BYTES, .text_len = 64, .text_vocab = 4096, .text_layers = 2, .text_emb_dim = 0,
       .rope_time_pairs = 8, .rope_theta = 10000.0, .rope_time_scale = 16.0,
       .ref_video_frames = 0, .ref_audio_frames = 0,
   };
@@ -75,3 +75,5 @@ int duet_model_video_patch_dim(const duet_model_config *c) {
   return c->patch_t * c->patch_h * c->patch_w * c->video_channels;
 }
 int duet_model_audio_patch_dim(const duet_model_config *c) { return c->patch_a * c->audio_channels; }
+
+int duet_text_reads_ids(duet_text_source source) { return source != DUET_TEXT_PRECOMPUTED; }

@@ -12,7 +12,11 @@ typedef enum duet_fusion {
 typedef enum duet_text_source {
   DUET_TEXT_BYTES = 0,       /* built-in byte-level transformer, trained with the model */
   DUET_TEXT_PRECOMPUTED = 1, /* the dataset's /text_emb, projected */
+  DUET_TEXT_WORDS = 2,       /* built-in transformer on hashed words, trained with the model */
 } duet_text_source;
+
+/* True when the text encoder reads token ids (bytes or words) rather than precomputed embeddings. */
+int duet_text_reads_ids(duet_text_source source);
 
 typedef struct duet_model_config {
   /* Video latent grid (pixels in [-1, 1] by default) and its patches. */
@@ -32,7 +36,8 @@ typedef struct duet_model_config {
   duet_fusion fusion;
 
   duet_text_source text_source;
-  int text_len;    /* tokens (bytes) per caption */
+  int text_len;    /* tokens (bytes or words) per caption */
+  int text_vocab;  /* words: hash buckets (ids 1..text_vocab-1; 0 is padding) */
   int text_layers; /* built-in encoder depth */
   int text_emb_dim; /* precomputed embedding width D */
 

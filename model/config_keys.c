@@ -5,7 +5,7 @@
 #define NO_RANGE 1, 0 /* min > max: no range check */
 
 static const char *const fusion_names[] = {"cross", "joint", NULL};
-static const char *const text_source_names[] = {"bytes", "precomputed", NULL};
+static const char *const text_source_names[] = {"bytes", "precomputed", "words", NULL};
 static const char *const time_sampling_names[] = {"uniform", "logit_normal", NULL};
 
 #define M(name, type, lo, hi, help) {"model", #name, type, offsetof(duet_model_config, name), lo, hi, NULL, help}
@@ -34,8 +34,9 @@ const duet_cfg_key duet_model_keys[] = {
     {"model", "fusion", DUET_CFG_ENUM, offsetof(duet_model_config, fusion), NO_RANGE, fusion_names,
      "cross: per-branch attention with its text, then A<->V cross-attention; joint: one attention over all"},
     {"model", "text_source", DUET_CFG_ENUM, offsetof(duet_model_config, text_source), NO_RANGE, text_source_names,
-     "bytes: built-in byte-level encoder on captions; precomputed: the data's /text_emb"},
-    M(text_len, DUET_CFG_INT, 1, 65536, "text tokens per caption (bytes: longer captions are cut)"),
+     "bytes: built-in encoder on the caption's bytes; words: on its hashed words; precomputed: the data's /text_emb"},
+    M(text_len, DUET_CFG_INT, 1, 65536, "text tokens per caption (bytes or words; longer captions are cut)"),
+    M(text_vocab, DUET_CFG_INT, 2, 1 << 22, "words: hash buckets of the word embedding table"),
     M(text_layers, DUET_CFG_INT, 0, 64, "built-in text encoder layers"),
     M(text_emb_dim, DUET_CFG_INT, 0, 65536, "width D of precomputed embeddings (text_source = precomputed)"),
     M(rope_time_pairs, DUET_CFG_INT, 1, 4096, "rotary pairs per head on the shared time axis"),

@@ -149,8 +149,8 @@ int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *f
   int64_t tmshape[2] = {B, L};
   duet_tensor *tmask = duet_graph_new(g, DUET_U8, DUET_CPU, 2, tmshape);
   duet_tensor *text = NULL;
-  if (mc->text_source == DUET_TEXT_BYTES) {
-    if (!b->text_ids) return duet_err_set(err, DUET_EINVAL, "flow: the model reads byte captions but the batch has none");
+  if (duet_text_reads_ids(mc->text_source)) {
+    if (!b->text_ids) return duet_err_set(err, DUET_EINVAL, "flow: the model reads caption ids but the batch has none");
     text = duet_graph_new(g, DUET_I32, DUET_CPU, 2, tmshape);
   } else {
     if (!b->text_emb) return duet_err_set(err, DUET_EINVAL, "flow: the model reads precomputed text embeddings but the batch has none");
@@ -212,7 +212,7 @@ int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *f
     uint8_t *tm = (uint8_t *)tmask->data + (int64_t)i * L;
     if (p.drop_text) memset(tm, 0, (size_t)L);
     else memcpy(tm, b->text_mask + (int64_t)i * L, (size_t)L);
-    if (mc->text_source == DUET_TEXT_BYTES) {
+    if (duet_text_reads_ids(mc->text_source)) {
       int32_t *ids = (int32_t *)text->data + (int64_t)i * L;
       for (int l = 0; l < L; l++) ids[l] = p.drop_text ? 0 : b->text_ids[(int64_t)i * L + l];
     } else {

@@ -1,7 +1,9 @@
 #include "model/text_encoder.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+
 
 void duet_text_encoder_make(duet_layer_builder *lb, duet_text_encoder *enc, const duet_model_config *cfg) {
   memset(enc, 0, sizeof *enc);
@@ -9,15 +11,16 @@ void duet_text_encoder_make(duet_layer_builder *lb, duet_text_encoder *enc, cons
   enc->len = cfg->text_len;
   enc->width = cfg->width_text;
   enc->heads = cfg->heads_text;
-  enc->layers = cfg->text_source == DUET_TEXT_BYTES ? cfg->text_layers : 0;
+  enc->layers = duet_text_reads_ids(cfg->text_source) ? cfg->text_layers : 0;
   if (enc->layers > DUET_TEXT_MAX_LAYERS) {
     duet_err_set(lb->err, DUET_EINVAL, "model.text_layers=%d exceeds %d", enc->layers, DUET_TEXT_MAX_LAYERS);
     lb->failed = 1;
     return;
   }
   int w = enc->width;
-  int64_t vocab[2] = {DUET_TEXT_VOCAB, w}, pos[2] = {enc->len, w}, vec[1] = {w};
-  if (enc->source == DUET_TEXT_BYTES) {
+  int64_t vocab[2] = {cfg->text_source == DUET_TEXT_WORDS ? cfg->text_vocab : DUET_TEXT_VOCAB, w};
+  int64_t pos[2] = {enc->len, w}, vec[1] = {w};
+  if (duet_text_reads_ids(enc->source)) {
     enc->tok_emb = duet_layer_param(lb, "text", "tok_emb", 2, vocab, DUET_INIT_NORMAL, 0.02f);
   } else {
     duet_linear_layer_make(lb, &enc->emb_in, "text.emb_in", cfg->text_emb_dim, w, 1, 0);
@@ -42,13 +45,44 @@ void duet_text_encoder_make(duet_layer_builder *lb, duet_text_encoder *enc, cons
   enc->ln_f_b = duet_layer_param(lb, "text", "ln_f.bias", 1, vec, DUET_INIT_ZERO, 0);
 }
 
-void duet_text_tokenize(const char *caption, int len, int32_t *ids, uint8_t *mask) {
+int32_t duet_text_word_id(const char *word, int n, int vocab) {
+  uint64_t h = 14695981039346656037ull; /* FNV-1a, 64 bits */
+  for (int i = 0; i < n; i++) {
+    h ^= (unsigned char)tolower((unsigned char)word[i]);
+    h *= 1099511628211ull;
+  }
+  return 1 + (int32_t)(h % (uint64_t)(vocab - 1));
+}
+
+/* A byte that continues a word: ASCII letters and digits, and every byte of a UTF-8 sequence
+ * (so a word in another script stays one word). */
+static int word_byte(unsigned char b) { return isalnum(b) || b >= 0x80; }
+
+static int tokenize_words(const char *s, int len, int vocab, int32_t *ids) {
   int n = 0;
-  if (caption)
-    for (; caption[n] && n < len; n++) {
-      ids[n] = (int32_t)(unsigned char)caption[n] + 1;
-      mask[n] = 1;
+  for (size_t i = 0; s[i] && n < len;) {
+    unsigned char b = (unsigned char)s[i];
+    if (isspace(b)) {
+      i++;
+      continue;
     }
+    size_t j = i + 1;
+    if (word_byte(b))
+      while (s[j] && word_byte((unsigned char)s[j])) j++;
+    ids[n++] = duet_text_word_id(s + i, (int)(j - i), vocab);
+    i = j;
+  }
+  return n;
+}
+
+void duet_text_tokenize(const duet_model_config *c, const char *caption, int32_t *ids, uint8_t *mask) {
+  int len = c->text_len, n = 0;
+  if (caption && c->text_source == DUET_TEXT_WORDS) {
+    n = tokenize_words(caption, len, c->text_vocab, ids);
+  } else if (caption && c->text_source == DUET_TEXT_BYTES) {
+    for (; caption[n] && n < len; n++) ids[n] = (int32_t)(unsigned char)caption[n] + 1;
+  }
+  for (int i = 0; i < n; i++) mask[i] = 1;
   for (; n < len; n++) {
     ids[n] = 0;
     mask[n] = 0;
@@ -83,8 +117,8 @@ duet_tensor *duet_text_encode(duet_graph *g, const duet_text_encoder *enc, duet_
   if (text->ndim < 2 || text->shape[1] != enc->len || mask->ndim != 2 || mask->shape[1] != enc->len)
     return duet_graph_fail(g, DUET_EINVAL, "text encoder: expected %d tokens per caption", enc->len);
   duet_tensor *x;
-  if (enc->source == DUET_TEXT_BYTES) {
-    if (text->dtype != DUET_I32) return duet_graph_fail(g, DUET_EINVAL, "text encoder: byte ids must be i32");
+  if (duet_text_reads_ids(enc->source)) {
+    if (text->dtype != DUET_I32) return duet_graph_fail(g, DUET_EINVAL, "text encoder: token ids must be i32");
     x = duet_embedding(g, enc->tok_emb, text);
   } else {
     x = duet_linear_layer_apply(g, &enc->emb_in, text);

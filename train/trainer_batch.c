@@ -44,8 +44,8 @@ int duet_latent_batch_fill(duet_trainer *t, int64_t split_size, const duet_batch
   const int32_t *ids = NULL;
   const float *emb = NULL;
   const uint8_t *mask = lb->text_mask;
-  if (m->text_source == DUET_TEXT_BYTES) {
-    for (int i = 0; i < n; i++) duet_text_tokenize(b->captions[i], L, lb->text_ids + i * L, lb->text_mask + i * L);
+  if (duet_text_reads_ids(m->text_source)) {
+    for (int i = 0; i < n; i++) duet_text_tokenize(m, b->captions[i], lb->text_ids + i * L, lb->text_mask + i * L);
     ids = lb->text_ids;
   } else {
     emb = b->text_emb;

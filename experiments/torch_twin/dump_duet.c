@@ -193,11 +193,12 @@ int main(int argc, char **argv) {
     int keep = b % 3 == 0 ? L : b % 3 == 1 ? (L + 1) / 2 : 0;
     for (int l = 0; l < L; l++) tm[b * L + l] = l < keep;
   }
-  if (c->text_source == DUET_TEXT_BYTES) {
+  if (c->text_source != DUET_TEXT_PRECOMPUTED) {
     in.text = duet_tensor_new(DUET_I32, 2, ls, &err);
     if (!in.text) die("allocating text ids", &err);
     int32_t *ids = in.text->data;
-    for (int64_t i = 0; i < (int64_t)B * L; i++) ids[i] = tm[i] ? 1 + (int32_t)duet_rng_below(&tr, 256) : 0;
+    uint64_t vocab = c->text_source == DUET_TEXT_WORDS ? (uint64_t)c->text_vocab : 257;
+    for (int64_t i = 0; i < (int64_t)B * L; i++) ids[i] = tm[i] ? 1 + (int32_t)duet_rng_below(&tr, vocab - 1) : 0;
   } else {
     int64_t es[3] = {B, L, c->text_emb_dim};
     int64_t en = (int64_t)B * L * c->text_emb_dim;

@@ -305,9 +305,50 @@ static void test_noise_and_sizes(void) {
   CHECK(duet_synth_params_check(&p, &err) == DUET_EINVAL);
 }
 
+/* --object-scale: the same scene with every radius doubled, still obeying the physics (events
+ * where the scaled object touches the floor or a wall) and drawing about 4x the pixels. */
+static void test_object_scale(void) {
+  duet_synth_params p = params(1);
+  p.max_objects = 1;
+  duet_err err = {0};
+  static duet_synth_scene plain, big;
+  size_t vn = (size_t)p.frames * p.height * p.width * 3;
+  uint8_t *video = malloc(vn);
+  float *audio = malloc(sizeof(float) * duet_synth_audio_samples(&p));
+  long drawn[2] = {0, 0};
+  for (int k = 0; k < 2; k++) {
+    p.object_scale = k ? 2.0 : 1.0;
+    CHECK(duet_synth_params_check(&p, &err) == 0);
+    duet_synth_scene *s = k ? &big : &plain;
+    CHECK(duet_synth_clip(&p, 7, s, video, audio, &err) == 0);
+    check_event_positions(&p, s);
+    check_caption(s);
+    /* Object pixels of the first frame: those unlike both ends of their row (walls and floor
+     * are uniform along a row; the object touches at most one side wall). */
+    for (int y = 0; y < p.height; y++)
+      for (int x = 0; x < p.width; x++) {
+        const uint8_t *px = video + ((size_t)y * p.width + x) * 3, *edge = video + (size_t)y * p.width * 3;
+        const uint8_t *edge2 = video + ((size_t)y * p.width + p.width - 1) * 3;
+        int off = 0;
+        for (int c = 0; c < 3; c++) off += abs(px[c] - edge[c]) > 20 && abs(px[c] - edge2[c]) > 20;
+        drawn[k] += off > 0;
+      }
+  }
+  CHECK_EQ_INT(big.objects[0].size, plain.objects[0].size);
+  CHECK_EQ_INT(big.objects[0].colour, plain.objects[0].colour);
+  CHECK_NEAR(big.objects[0].radius, 2.0 * plain.objects[0].radius, 1e-12);
+  CHECK_MSG(drawn[1] > 3 * drawn[0], "object pixels: %ld at scale 1, %ld at scale 2", drawn[0], drawn[1]);
+  p.object_scale = 2.5;
+  CHECK(duet_synth_params_check(&p, &err) == DUET_EINVAL);
+  CHECK(strstr(err.msg, "object scale") != NULL);
+  free(video);
+  free(audio);
+}
+
 int main(void) {
   test_determinism();
   test_truth();
   test_noise_and_sizes();
+  test_object_scale();
   return test_finish("test_synth");
 }

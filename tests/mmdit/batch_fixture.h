@@ -25,7 +25,7 @@ static inline void batch_fixture_make(batch_fixture *f, const duet_model_config 
   duet_rng_fill_normal_f32(seed, 2, 0, f->audio, an, 0, 1);
   const char *captions[4] = {"a red ball bounces", "two blue squares", "a bell rings", "rain"};
   for (int b = 0; b < B; b++)
-    duet_text_tokenize(captions[b % 4], c->text_len, f->ids + b * c->text_len, f->mask + b * c->text_len);
+    duet_text_tokenize(c, captions[b % 4], f->ids + b * c->text_len, f->mask + b * c->text_len);
   f->batch = (duet_flow_batch){B, f->video, f->audio, f->ids, NULL, f->mask};
 }
 

@@ -115,6 +115,10 @@ int main(void) {
   single.depth = 1;
   single.single_depth = 1;
   run_config("cross+single", single);
+  duet_model_config words = tiny_model_config();
+  words.text_source = DUET_TEXT_WORDS;
+  words.text_vocab = 64;
+  run_config("words", words);
 
   /* A config error names the key. */
   duet_model_config bad = tiny_model_config();
