@@ -53,6 +53,7 @@ CONFIGS = {
                                          "model.ref_audio_frames=8"],
     # Precomputed text, one dual block (its text streams pre-only), odd rotary splits (3 time
     # pairs, h/w pairs 3 and 2), patch_t = 1, a non-integer MLP ratio and a single-stream tail.
+    "words": TINY + EQUAL + ["model.text_source=words", "model.text_vocab=50"],
     "precomputed+odd": TINY + EQUAL + ["model.text_source=precomputed", "model.text_emb_dim=10",
                                        "model.depth=1", "model.single_depth=1", "model.rope_time_pairs=3",
                                        "model.patch_t=1", "model.patch_h=2", "model.video_height=4",

@@ -64,7 +64,8 @@ class ModelConfig:
     single_depth: int = 0
     mlp_ratio: float = 4.0
     fusion: str = "cross"          # cross | joint
-    text_source: str = "bytes"     # bytes | precomputed
+    text_source: str = "bytes"     # bytes | words | precomputed
+    text_vocab: int = 4096         # words: rows of the embedding table
     text_len: int = 64
     text_layers: int = 2
     text_emb_dim: int = 0
@@ -330,17 +331,18 @@ class TextEncoder(nn.Module):
         super().__init__()
         w = c.width_text
         self.heads = c.heads_text
-        self.bytes = c.text_source == "bytes"
-        if self.bytes:
-            self.tok_emb = nn.Parameter(torch.zeros(TEXT_VOCAB, w))
+        self.ids = c.text_source in ("bytes", "words")  # token ids, tokenized by duet
+        if self.ids:
+            vocab = TEXT_VOCAB if c.text_source == "bytes" else c.text_vocab
+            self.tok_emb = nn.Parameter(torch.zeros(vocab, w))
         else:
             self.emb_in = nn.Linear(c.text_emb_dim, w)
         self.pos_emb = nn.Parameter(torch.zeros(c.text_len, w))
-        self.blocks = nn.ModuleList(TextBlock(w) for _ in range(c.text_layers if self.bytes else 0))
+        self.blocks = nn.ModuleList(TextBlock(w) for _ in range(c.text_layers if self.ids else 0))
         self.ln_f = nn.LayerNorm(w, eps=EPS)
 
     def forward(self, text, mask):
-        x = self.tok_emb[text] if self.bytes else self.emb_in(text)
+        x = self.tok_emb[text] if self.ids else self.emb_in(text)
         x = x + self.pos_emb
         for b in self.blocks:
             x = b(x, mask, self.heads)
@@ -658,8 +660,9 @@ def random_inputs(c: ModelConfig, batch: int, dtype=torch.float32, seed=0):
     r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)
     lengths = torch.randint(0, L + 1, (batch,), generator=g)
     text_mask = torch.arange(L)[None] < lengths[:, None]
-    if c.text_source == "bytes":
-        text = torch.randint(1, TEXT_VOCAB, (batch, L), generator=g) * text_mask
+    if c.text_source != "precomputed":
+        vocab = TEXT_VOCAB if c.text_source == "bytes" else c.text_vocab
+        text = torch.randint(1, vocab, (batch, L), generator=g) * text_mask
     else:
         text = r(batch, L, c.text_emb_dim)
     inputs = dict(video_xt=r(batch, T, H, W, C), video_cond=r(batch, T, H, W, C),
