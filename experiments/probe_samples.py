@@ -4,7 +4,7 @@ object of the colour the caption names, on the floor colour it names, and are it
 sync with its motion?
 
 For every (floor colour, object colour, seed) the script runs duet-infer with the caption
-"a large {colour} rubber ball bounces twice on a {floor} floor and comes to rest", reads the
+"a {size} {colour} rubber ball bounces twice on a {floor} floor and comes to rest", reads the
 PNG frames back and measures:
 
   floor    the bottom pixel row's mean colour, named by the nearest duet-synth floor colour;
@@ -112,6 +112,7 @@ def main():
     ap.add_argument("--bin", default="build/bin", help="folder of duet-infer and duet-eval")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--colours", default="red,yellow,blue,black")
+    ap.add_argument("--size", default="large", help="the object's size word: small, medium or large")
     ap.add_argument("--cfg", default="1", help="guidance scale for video and audio")
     ap.add_argument("--clips", help="also measure this clip file's first --count clips")
     ap.add_argument("--count", type=int, default=32)
@@ -138,7 +139,7 @@ def main():
                 continue  # duet-synth never puts an object on a floor of its own colour
             for seed in range(a.seeds):
                 name = f"{floor}-{colour}-{seed}"
-                prompt = f"a large {colour} rubber ball bounces twice on a {floor} floor and comes to rest"
+                prompt = f"a {a.size} {colour} rubber ball bounces twice on a {floor} floor and comes to rest"
                 subprocess.run([f"{a.bin}/duet-infer", "--ckpt", a.ckpt, "--prompt", prompt,
                                 "--out", f"{a.out}/{name}.mp4", "--frames-dir", f"{a.out}/{name}",
                                 "--seed", str(seed), "--cfg-video", a.cfg, "--cfg-audio", a.cfg,

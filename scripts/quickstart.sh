@@ -22,8 +22,9 @@ cmake --build build
 
 mkdir -p "$out"
 stamp "synthesizing $clips clips (16x16, 16 fps, 2 s, 16 kHz)"
+# Objects at twice the default size: at 16x16 the default ones are 2-4 pixels across.
 build/bin/duet-synth --out "$out/clips.h5" --count "$clips" --size 16 --seconds 2 --fps 16 \
-  --objects 1 --seed 1 --force
+  --objects 1 --object-scale 2 --seed 1 --force
 
 stamp "training configs/tiny.ini"
 rm -rf "$out/run" # the quickstart's own run folder: every quickstart trains afresh
