@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 out=${OUT:-out/quickstart}
 clips=${CLIPS:-768}
 steps=${STEPS:-}
+# Two data-parallel ranks of one thread each when there are two cores: tiny.ini's products are
+# too small to gain from a second thread, but two ranks of 2 clips take 0.07 s a step where one
+# process of 4 clips takes 0.11 s (experiments/RESULTS-quickstart.md). RANKS=1: one process.
+ranks=${RANKS:-2}
+if [ "$(nproc)" -lt 2 ] || ! command -v mpirun > /dev/null; then ranks=1; fi
 # A caption in the synthetic data's own words (duet-synth: size, colour, material, shape, bounces, floor).
 prompt=${PROMPT:-"a large red metal ball bounces three times on a blue floor and comes to rest"}
 start=$(date +%s)
@@ -30,11 +35,18 @@ stamp "training configs/tiny.ini"
 rm -rf "$out/run" # the quickstart's own run folder: every quickstart trains afresh
 train_args=(--config configs/tiny.ini --set "data.path=$out/clips.h5" --set "train.run_dir=$out/run")
 if [ -n "$steps" ]; then train_args+=(--set "train.steps=$steps" --set "train.warmup=$(( steps / 10 ))"); fi
-build/bin/duet-train "${train_args[@]}"
+if [ "$ranks" -gt 1 ]; then
+  # The same 4 clips per step, split over the ranks (tiny.ini's data.batch = 4).
+  train_args+=(--set "data.batch=$(( 4 / ranks ))" --set train.threads=1)
+  root=(); if [ "$(id -u)" = 0 ]; then root=(--allow-run-as-root); fi
+  OMP_WAIT_POLICY=PASSIVE mpirun "${root[@]}" -np "$ranks" --bind-to core --map-by core \
+    -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY build/bin/duet-train "${train_args[@]}"
+else
+  build/bin/duet-train "${train_args[@]}"
+fi
 
 stamp "sampling: \"$prompt\""
-# Guidance 1 (none): at this training length a scale of 2 or more drives the soundtrack to
-# full loudness in every mel band (experiments/RESULTS-quickstart.md, "Guidance").
+# Guidance 1 (none), as measured in experiments/RESULTS-quickstart.md.
 build/bin/duet-infer --ckpt "$out/run/last" --prompt "$prompt" --out "$out/sample.mp4" \
   --frames-dir "$out/sample-frames" --wav "$out/sample.wav" --steps 25 --seed 0 \
   --cfg-video 1 --cfg-audio 1 --force
