@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 void duet_text_encoder_make(duet_layer_builder *lb, duet_text_encoder *enc, const duet_model_config *cfg) {
   memset(enc, 0, sizeof *enc);
   enc->source = cfg->text_source;

@@ -12,7 +12,8 @@ steps=${STEPS:-}
 # too small to gain from a second thread, but two ranks of 2 clips take 0.07 s a step where one
 # process of 4 clips takes 0.11 s (experiments/RESULTS-quickstart.md). RANKS=1: one process.
 ranks=${RANKS:-2}
-if [ "$(nproc)" -lt 2 ] || ! command -v mpirun > /dev/null; then ranks=1; fi
+case "$ranks" in 1 | 2 | 4) ;; *) echo "quickstart: RANKS must be 1, 2 or 4 (the 4 clips of a step are split over the ranks)" >&2; exit 2 ;; esac
+if [ "$(nproc)" -lt "$ranks" ] || ! command -v mpirun > /dev/null; then ranks=1; fi
 # A caption in the synthetic data's own words (duet-synth: size, colour, material, shape, bounces, floor).
 prompt=${PROMPT:-"a large red metal ball bounces three times on a blue floor and comes to rest"}
 start=$(date +%s)
@@ -46,7 +47,7 @@ else
 fi
 
 stamp "sampling: \"$prompt\""
-# Guidance 1 (none), as measured in experiments/RESULTS-quickstart.md.
+# Guidance 1 (none); 2 measured no better (experiments/RESULTS-quickstart.md).
 build/bin/duet-infer --ckpt "$out/run/last" --prompt "$prompt" --out "$out/sample.mp4" \
   --frames-dir "$out/sample-frames" --wav "$out/sample.wav" --steps 25 --seed 0 \
   --cfg-video 1 --cfg-audio 1 --force
