@@ -12,12 +12,17 @@ int test_finish(const char *name) {
   return test_failures ? 1 : 0;
 }
 
+/* A fresh, empty folder per test process. mkdtemp, not the pid alone: a folder left by an
+ * earlier process with a recycled pid would hand this test its stale files. */
 const char *test_tmpdir(void) {
   static char dir[256];
   if (!dir[0]) {
     const char *base = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/duet-test-%ld", base ? base : "/tmp", (long)getpid());
-    mkdir(dir, 0755);
+    snprintf(dir, sizeof dir, "%s/duet-test-%ld-XXXXXX", base ? base : "/tmp", (long)getpid());
+    if (!mkdtemp(dir)) {
+      perror("test_tmpdir: mkdtemp");
+      exit(2);
+    }
   }
   return dir;
 }
