@@ -32,6 +32,7 @@ import sys
 import numpy as np
 from PIL import Image
 
+# duet-synth's named colours and floor height (data/synth_names.c, data/synth.h): keep in step.
 FLOORS = {"blue": (50, 70, 140), "grey": (105, 105, 110), "brown": (115, 80, 50),
           "green": (55, 105, 60)}
 COLOURS = {"red": (220, 45, 45), "green": (50, 175, 70), "blue": (45, 95, 225),
@@ -45,7 +46,7 @@ def nearest(rgb, table):
 
 
 def largest_blob(mask):
-    """Size and pixel list of the largest 4-connected component of a boolean image."""
+    """The pixels (y, x) of the largest 4-connected component of a boolean image."""
     seen = np.zeros_like(mask)
     best = []
     H, W = mask.shape

@@ -40,6 +40,7 @@
 #include "core/safetensors.h"
 #include "model/config_keys.h"
 #include "model/mmdit.h"
+#include "model/text_encoder.h"
 
 /* RNG streams of this tool (seed is the --seed). */
 enum { S_PERTURB = 1000, S_VIDEO_XT, S_VIDEO_COND, S_VIDEO_MASK, S_AUDIO_XT, S_AUDIO_COND, S_AUDIO_MASK,
@@ -197,7 +198,7 @@ int main(int argc, char **argv) {
     in.text = duet_tensor_new(DUET_I32, 2, ls, &err);
     if (!in.text) die("allocating text ids", &err);
     int32_t *ids = in.text->data;
-    uint64_t vocab = c->text_source == DUET_TEXT_WORDS ? (uint64_t)c->text_vocab : 257;
+    uint64_t vocab = c->text_source == DUET_TEXT_WORDS ? (uint64_t)c->text_vocab : DUET_TEXT_VOCAB;
     for (int64_t i = 0; i < (int64_t)B * L; i++) ids[i] = tm[i] ? 1 + (int32_t)duet_rng_below(&tr, vocab - 1) : 0;
   } else {
     int64_t es[3] = {B, L, c->text_emb_dim};
