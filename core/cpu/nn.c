@@ -189,7 +189,10 @@ static int64_t row_count(const duet_tensor *x) {
  * since 1 + tanh u = 2 sigmoid(2u), but with one exp and no cancellation where tanh u nears -1.
  * SiLU is x sigmoid(x). With s = 1 / (1 + e), e = exp(-z), the derivative's 1 - s is e s, again
  * without cancellation. The exponent is capped at 80: past it s is below 2e-35 either way, and
- * the cap keeps e finite in f64, where e s would otherwise be inf * 0. In f32 the exp is the
+ * the cap keeps e finite in f64, where e s would otherwise be inf * 0. e s (= 1 - s <= 1) is
+ * formed before it meets the polynomial in x, whose product with e alone overflows f32 from
+ * x of about -31 on (a NaN gradient); where the exponent reached the cap the derivative, below
+ * 1e-30, is taken as 0, so no finite input gives a non-finite gradient. In f32 the exp is the
  * vectorisable one (vec_math.h), so these loops run 4-16 lanes wide instead of one libm call
  * per element; the f64 variant, for gradient checks, keeps libm's. */
 #define ACT_EXP(v) _Generic((v), float: duet_exp_f32, default: exp)(v)
@@ -219,15 +222,17 @@ static int64_t row_count(const duet_tensor *x) {
       for (int64_t i = 0; i < n; i++) {                                                            \
         T v = px[i], z = -c2 * (v + k3 * v * v * v);                                               \
         z = z < cap ? z : cap;                                                                     \
-        T e = ACT_EXP(z), s = one / (one + e);                                                     \
-        pdx[i] += pdy[i] * (s * (one + v * c2 * (one + 3 * k3 * v * v) * e * s));                  \
+        T e = ACT_EXP(z), s = one / (one + e), es = e * s;                                         \
+        T d = s * (one + v * c2 * (one + 3 * k3 * v * v) * es);                                    \
+        pdx[i] += pdy[i] * (z < cap ? d : 0);                                                      \
       }                                                                                            \
     } else {                                                                                       \
       for (int64_t i = 0; i < n; i++) {                                                            \
         T v = px[i], z = -v;                                                                       \
         z = z < cap ? z : cap;                                                                     \
-        T e = ACT_EXP(z), s = one / (one + e);                                                     \
-        pdx[i] += pdy[i] * (s * (one + v * e * s));                                                \
+        T e = ACT_EXP(z), s = one / (one + e), es = e * s;                                         \
+        T d = s * (one + v * es);                                                                  \
+        pdx[i] += pdy[i] * (z < cap ? d : 0);                                                      \
       }                                                                                            \
     }                                                                                              \
   }                                                                                                \

@@ -161,6 +161,46 @@ static void test_activation_softmax_values(void) {
   gc_free(&x, 1);
 }
 
+/* f32 activations far out in their tails: the gradient stays finite and matches the f64
+ * derivative. The GELU derivative once multiplied the cubic polynomial by exp(80) before the
+ * sigmoid that cancels it, overflowing to inf (then NaN) for inputs below about -31: a training
+ * run whose video branch had no loss of its own (task t2a) reached such inputs. */
+static double gelu_tanh_d(double v) {
+  double c = sqrt(2 / M_PI), k = 0.044715, t = tanh(c * (v + k * v * v * v));
+  return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * c * (1 + 3 * k * v * v);
+}
+
+static void test_activation_extremes(void) {
+  const float xs[] = {-1e12f, -1e6f, -3000, -100, -40, -31.5f, -20, -8, -1, 0, 1, 8, 20, 40, 100, 3000, 1e6f, 1e12f};
+  const int n = (int)(sizeof xs / sizeof xs[0]);
+  for (int act = 0; act < 2; act++) {
+    duet_graph g;
+    duet_graph_init(&g, 0);
+    int64_t shape[1] = {n};
+    duet_tensor *x = duet_graph_from_host(&g, DUET_F32, DUET_CPU, 1, shape, xs);
+    CHECK(x != NULL);
+    if (!x) {
+      duet_graph_free(&g);
+      continue;
+    }
+    x->requires_grad = 1;
+    duet_tensor *y = act ? duet_silu(&g, x) : duet_gelu(&g, x);
+    duet_err err;
+    CHECK(y && duet_backward(&g, duet_sum(&g, y), &err) == DUET_OK);
+    for (int i = 0; y && x->grad && i < n; i++) {
+      double v = xs[i], fy = duet_tensor_get(y, i), d = duet_tensor_get(x->grad, i);
+      double s = 1 / (1 + exp(-v));
+      double want_y = act ? v * s : 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+      double want_d = act ? s * (1 + v * (1 - s)) : gelu_tanh_d(v);
+      CHECK(isfinite(fy) && isfinite(d));
+      CHECK_NEAR(fy, want_y, 1e-6 * (1 + fabs(want_y)));
+      CHECK_NEAR(d, want_d, 1e-5);
+    }
+    CHECK(duet_graph_ok(&g));
+    duet_graph_free(&g);
+  }
+}
+
 static void test_modulation_values(void) {
   duet_graph g;
   duet_graph_init(&g, 0);
@@ -212,6 +252,7 @@ static void test_errors(void) {
 int main(void) {
   test_norm_values();
   test_activation_softmax_values();
+  test_activation_extremes();
   test_modulation_values();
   test_errors();
 
