@@ -238,6 +238,18 @@ duet_tensor *duet_graph_grad_fresh(duet_graph *g, duet_tensor *t, int *fresh) {
   return t->grad;
 }
 
+int duet_graph_grad_pass(duet_graph *g, duet_tensor *t, const duet_tensor *from) {
+  if (t->grad || !from || from->dtype != t->dtype || from->device != t->device || from->numel != t->numel)
+    return 0;
+  duet_tensor *v = duet_graph_alloc(g, sizeof *v);
+  if (!v) return 0;
+  duet_err err;
+  if (duet_tensor_init_header(v, t->dtype, t->device, t->ndim, t->shape, &err) != DUET_OK) return 0;
+  v->data = from->data;
+  t->grad = v;
+  return 1;
+}
+
 /* ---- gradient-ready bookkeeping ---- */
 
 void duet_graph_set_grad_ready(duet_graph *g, duet_grad_ready_fn fn, void *ctx) {

@@ -119,6 +119,14 @@ duet_tensor *duet_graph_grad(duet_graph *g, duet_tensor *t);
  * tensor, the one asked first gets fresh = 1, so the backward must write it first. */
 duet_tensor *duet_graph_grad_fresh(duet_graph *g, duet_tensor *t, int *fresh);
 
+/* For an entry whose derivative with respect to its input t is the identity (a reshape, the
+ * residual path of an add): when t has no gradient yet, t's gradient becomes `from`'s storage
+ * seen in t's shape, with nothing zeroed, added or copied, and 1 is returned; otherwise 0 (the
+ * caller adds `from` as usual). `from` must be the gradient of the entry's output: backward
+ * runs entries in reverse order, so when an entry's backward runs its output's gradient is
+ * complete and nothing reads it afterwards, and t may go on to accumulate in that storage. */
+int duet_graph_grad_pass(duet_graph *g, duet_tensor *t, const duet_tensor *from);
+
 /* Seeds d(loss)/d(loss) = 1 (loss must have one element) and runs the tape backwards.
  * Parameter gradients accumulate (call duet_params_zero_grad between optimizer steps). A loss
  * on the GPU is seeded by a copy to the device, never a host write. */

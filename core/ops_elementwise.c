@@ -12,7 +12,10 @@ static void binary_backward(duet_graph *g, duet_node *n) {
   duet_binary_op op = (duet_binary_op)n->i[0];
   duet_tensor *a = n->in[0], *b = n->in[1], *dy = n->out->grad;
   const struct duet_kernels_elementwise *k = ew(dy);
-  duet_tensor *da = duet_ops_grad_if(g, a), *db = duet_ops_grad_if(g, b);
+  /* a + b and a - b pass dy on to a unchanged: a takes dy's storage when it has no gradient
+   * yet (and is not b, whose gradient is then formed from dy). */
+  int passed = op != DUET_BINARY_MUL && a->requires_grad && a != b && duet_graph_grad_pass(g, a, dy);
+  duet_tensor *da = passed ? NULL : duet_ops_grad_if(g, a), *db = duet_ops_grad_if(g, b);
   if (g->failed) return;
   switch (op) {
     case DUET_BINARY_ADD:

@@ -81,11 +81,23 @@ static void mapped_backward(duet_graph *g, duet_node *n) {
   duet_tensor *dy = n->out->grad;
   const struct duet_kernels_layout *k = duet_backend_get(dy->device)->layout;
   for (int i = 0; i < n->n_in; i++) {
-    duet_tensor *dx = duet_ops_grad_if(g, n->in[i]);
+    if (!n->in[i]->requires_grad) continue;
+    int fresh = 0;
+    duet_tensor *dx = duet_graph_grad_fresh(g, n->in[i], &fresh);
     if (g->failed) return;
     if (!dx || dx->numel == 0) continue;
     duet_strided back = map_swapped(&maps[i]);
-    k->accumulate(dy, dx, &back);
+    if (!fresh) {
+      k->accumulate(dy, dx, &back);
+      continue;
+    }
+    /* A fresh gradient is stored rather than added to zeros. A map's destinations are distinct,
+     * so one with as many elements as dx covers all of it; one with fewer (a slice's) leaves
+     * the rest of dx at zero. */
+    int64_t count = 1;
+    for (int d = 0; d < back.ndim; d++) count *= back.shape[d];
+    if (count != dx->numel) duet_backend_get(dx->device)->zero(dx->data, duet_tensor_bytes(dx));
+    k->copy(dy, dx, &back);
   }
 }
 
@@ -130,7 +142,9 @@ static int norm_axis(int axis, int ndim) { return axis < 0 ? axis + ndim : axis;
 /* ---- views ---- */
 
 static void view_backward(duet_graph *g, duet_node *n) {
-  duet_tensor *dx = duet_ops_grad_if(g, n->in[0]);
+  duet_tensor *x = n->in[0];
+  if (!x->requires_grad || duet_graph_grad_pass(g, x, n->out->grad)) return;
+  duet_tensor *dx = duet_graph_grad(g, x);
   if (dx && dx->numel > 0) duet_backend_get(dx->device)->elementwise->axpy(1.0, n->out->grad, dx);
 }
 

@@ -217,7 +217,10 @@ duet_tensor *duet_modulate(duet_graph *g, duet_tensor *x, duet_tensor *shift, du
 
 static void gated_residual_backward(duet_graph *g, duet_node *n) {
   duet_tensor *x = n->in[0], *gate = n->in[1], *y = n->in[2], *dout = n->out->grad;
-  duet_tensor *dx = duet_ops_grad_if(g, x), *dg = duet_ops_grad_if(g, gate),
+  /* The residual path passes dout on unchanged: x takes dout's storage as its gradient when it
+   * has none yet (and is neither of the other inputs, whose gradients the kernel then writes). */
+  int passed = x->requires_grad && x != gate && x != y && duet_graph_grad_pass(g, x, dout);
+  duet_tensor *dx = passed ? NULL : duet_ops_grad_if(g, x), *dg = duet_ops_grad_if(g, gate),
               *dy = duet_ops_grad_if(g, y);
   if (g->failed) return;
   nn_of(dout)->gated_residual_bwd(gate, y, dout, dx, dg, dy);

@@ -140,6 +140,19 @@ static duet_tensor *build_pipeline(duet_graph *g, duet_tensor *const *x, void *c
   return duet_concat(g, flats, 2, 0);
 }
 
+/* Gradients handed on in storage rather than added (reshape, the add and the residual path of a
+ * gated residual) while x has other consumers recorded before and after them, so that x's
+ * gradient is first taken over and then added to. */
+static duet_tensor *build_pass_chain(duet_graph *g, duet_tensor *const *x, void *c) {
+  (void)c;
+  int64_t s2[2] = {6, 4};
+  duet_tensor *sq = duet_mul(g, x[0], x[0]);
+  duet_tensor *shifted = duet_reshape(g, duet_add(g, x[0], x[1]), 2, s2);
+  duet_tensor *res = duet_gated_residual(g, x[0], x[2], sq);
+  duet_tensor *sum = duet_add(g, duet_reshape(g, res, 2, s2), shifted);
+  return duet_mul(g, sum, duet_reshape(g, sq, 2, s2));
+}
+
 static void gc1(const char *name, gc_build_fn f, lay_ctx *c, int ndim, const int64_t *shape, uint64_t seed) {
   duet_tensor *in[1] = {gc_rand(ndim, shape, seed, -1, 1)};
   CHECK_MSG(gradcheck(name, f, c, in, 1, NULL) == 0, "%s", name);
@@ -336,6 +349,14 @@ static void test_concat_slice_values(void) {
   duet_graph_free(&g);
 }
 
+static void test_pass_chain_grads(void) {
+  int64_t sx[3] = {2, 3, 4}, sb[1] = {4}, sg[2] = {2, 4};
+  duet_tensor *in[3] = {gc_rand(3, sx, 91, -1, 1), gc_rand(1, sb, 92, -1, 1), gc_rand(2, sg, 93, -1, 1)};
+  CHECK_MSG(gradcheck("pass chain", build_pass_chain, NULL, in, 3, NULL) == 0, "pass chain");
+  gc_check_f32_f64("pass chain", build_pass_chain, NULL, in, 3);
+  gc_free(in, 3);
+}
+
 static void test_concat_slice_grads(void) {
   duet_rng r = duet_rng_make(88, 2);
   for (int ndim = 1; ndim <= 4; ndim++)
@@ -524,6 +545,7 @@ int main(void) {
   test_permute_grads();
   test_concat_slice_values();
   test_concat_slice_grads();
+  test_pass_chain_grads();
   test_patchify3d();
   test_embedding();
   return test_finish("core_ops_layout");
