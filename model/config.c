@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <math.h>
+
 void duet_model_config_defaults(duet_model_config *c) {
   *c = (duet_model_config){
       .video_frames = 32, .video_height = 32, .video_width = 32, .video_channels = 3,
@@ -9,7 +11,7 @@ void duet_model_config_defaults(duet_model_config *c) {
       .heads_video = 4, .heads_audio = 4, .heads_text = 4,
       .depth = 4, .single_depth = 0, .mlp_ratio = 4.0, .fusion = DUET_FUSION_CROSS,
       .text_source = DUET_TEXT_BYTES, .text_len = 64, .text_vocab = 4096, .text_layers = 2, .text_emb_dim = 0,
-      .rope_time_pairs = 8, .rope_theta = 10000.0, .rope_time_scale = 16.0,
+      .rope_time_pairs = 8, .rope_theta = 10000.0, .rope_time_scale = 16.0, .aligned_width = 0,
       .ref_video_frames = 0, .ref_audio_frames = 0,
   };
 }
@@ -64,7 +66,24 @@ int duet_model_config_validate(const duet_model_config *c, duet_err *err) {
     return duet_err_set(err, DUET_EINVAL, "model: reference lengths must be >= 0");
   if (c->ref_video_frames % c->patch_t) return div_check(err, "ref_video_frames", c->ref_video_frames, "patch_t", c->patch_t);
   if (c->ref_audio_frames % c->patch_a) return div_check(err, "ref_audio_frames", c->ref_audio_frames, "patch_a", c->patch_a);
+  if (c->aligned_width < 0) return duet_err_set(err, DUET_EINVAL, "model.aligned_width must be >= 0");
+  if (c->aligned_width > 0 && c->fusion != DUET_FUSION_CROSS)
+    return duet_err_set(err, DUET_EINVAL, "model.aligned_width needs fusion = cross");
+  if (c->aligned_width > 0 && !duet_model_audio_per_video_step(c))
+    return duet_err_set(err, DUET_EINVAL,
+                        "model.aligned_width: a video token's time (patch_t/fps = %g s) must hold a whole number of "
+                        "audio tokens (patch_a/audio_rate = %g s) and video and audio must last equally long",
+                        c->patch_t / c->fps, c->patch_a / c->audio_rate);
   return DUET_OK;
+}
+
+int duet_model_audio_per_video_step(const duet_model_config *c) {
+  int gt = c->video_frames / c->patch_t, na = c->audio_frames / c->patch_a;
+  if (gt < 1 || na % gt) return 0;
+  int r = na / gt;
+  /* The durations of one video token step and of r audio tokens agree (to rounding). */
+  double dv = c->patch_t / c->fps, da = r * c->patch_a / c->audio_rate;
+  return fabs(dv - da) <= 1e-9 * dv ? r : 0;
 }
 
 int duet_model_video_tokens(const duet_model_config *c) {

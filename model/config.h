@@ -49,6 +49,12 @@ typedef struct duet_model_config {
   double rope_theta;
   double rope_time_scale;
 
+  /* Time-aligned exchange after each dual-stream block's cross-attentions (0 = off): every
+   * audio token adds a projection of the video tokens of its instant (each first reduced to
+   * aligned_width features), and every video token a projection of the audio tokens of its
+   * instant. Needs fusion = cross and a whole number of audio tokens per video token time. */
+  int aligned_width;
+
   int ref_video_frames; /* reference frames prepended at negative times (0 = none) */
   int ref_audio_frames; /* reference audio latent frames (0 = none) */
 } duet_model_config;
@@ -62,5 +68,8 @@ int duet_model_video_tokens(const duet_model_config *c);
 int duet_model_audio_tokens(const duet_model_config *c);
 int duet_model_video_patch_dim(const duet_model_config *c); /* features per video token */
 int duet_model_audio_patch_dim(const duet_model_config *c);
+/* Audio tokens per video token time step (patch_t / fps seconds); 0 when that is not a whole
+ * number or the clip lengths differ. */
+int duet_model_audio_per_video_step(const duet_model_config *c);
 
 #endif

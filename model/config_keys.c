@@ -42,6 +42,8 @@ const duet_cfg_key duet_model_keys[] = {
     M(rope_time_pairs, DUET_CFG_INT, 1, 4096, "rotary pairs per head on the shared time axis"),
     M(rope_theta, DUET_CFG_DOUBLE, 0, 1e12, "rotary base frequency"),
     M(rope_time_scale, DUET_CFG_DOUBLE, 0, 1e9, "rotary time positions per second"),
+    M(aligned_width, DUET_CFG_INT, 0, 65536,
+      "time-aligned exchange after each block's cross-attention: features per video token (0: off)"),
     M(ref_video_frames, DUET_CFG_INT, 0, 4096, "reference video frames at negative times (0: none)"),
     M(ref_audio_frames, DUET_CFG_INT, 0, 1 << 20, "reference audio latent frames (0: none)"),
 };

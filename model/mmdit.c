@@ -42,6 +42,17 @@ static void cross_make(duet_layer_builder *lb, duet_cross_weights *c, const char
   duet_linear_layer_make(lb, &c->proj, p, width, width, 1, 0);
 }
 
+static void aligned_make(duet_layer_builder *lb, duet_aligned_weights *w, int block, const duet_model_config *c) {
+  char p[128];
+  int S = (c->video_height / c->patch_h) * (c->video_width / c->patch_w), R = duet_model_audio_per_video_step(c);
+  snprintf(p, sizeof p, "blocks.%d.aligned.video_down", block);
+  duet_linear_layer_make(lb, &w->video_down, p, c->width_video, c->aligned_width, 1, 0);
+  snprintf(p, sizeof p, "blocks.%d.aligned.audio_from_video", block);
+  duet_linear_layer_make(lb, &w->audio_from_video, p, S * c->aligned_width, R * c->width_audio, 1, 1);
+  snprintf(p, sizeof p, "blocks.%d.aligned.video_from_audio", block);
+  duet_linear_layer_make(lb, &w->video_from_audio, p, R * c->width_audio, c->width_video, 1, 1);
+}
+
 static void branch_io_make(duet_layer_builder *lb, duet_branch_io *io, const char *name, int in_dim,
                            int out_dim, int ref_dim, int width, int text_width, int text_in) {
   char p[128];
@@ -111,6 +122,7 @@ int duet_mmdit_create(duet_mmdit **out, const duet_model_config *cfg, duet_param
       cross_make(lb, &b->audio_from_video, p, c->width_audio, c->heads_audio, c->width_video);
       snprintf(p, sizeof p, "blocks.%d.video_from_audio", i);
       cross_make(lb, &b->video_from_audio, p, c->width_video, c->heads_video, c->width_audio);
+      if (c->aligned_width > 0) aligned_make(lb, &b->aligned, i, c);
     } else {
       snprintf(p, sizeof p, "blocks.%d.text", i);
       stream_make(lb, &b->text, p, c->width_text, c->heads_video, mlp_hidden(c, c->width_text), last);
@@ -243,6 +255,52 @@ static duet_tensor *cross_block(duet_graph *g, const duet_cross_weights *w, duet
   }
   duet_tensor *o = duet_attention(g, q, k, v, key_mask, heads);
   return duet_gated_residual(g, x, chunk(g, mod, 2, 3), duet_linear_layer_apply(g, &w->proj, o));
+}
+
+/* The time-aligned exchange (duet_aligned_weights): each branch's clip tokens add what the other
+ * branch holds at the same instant, read from the states both had after the cross-attentions.
+ * vref / aref: reference tokens at the front of xv / xa, which take no part. Unlike
+ * cross-attention, nothing here has to learn which tokens share an instant: a video token
+ * step's tokens and the audio tokens of that step meet by construction. */
+static void aligned_exchange(duet_graph *g, const duet_model_config *c, const duet_aligned_weights *w,
+                             duet_tensor **xv, duet_tensor **xa, int vref, int aref) {
+  duet_tensor *v = *xv, *a = *xa;
+  if (!v || !a || g->failed) return;
+  int gt = c->video_frames / c->patch_t, S = (c->video_height / c->patch_h) * (c->video_width / c->patch_w);
+  int na = duet_model_audio_tokens(c), R = duet_model_audio_per_video_step(c);
+  int64_t B = v->shape[0], wv = v->shape[2], wa = a->shape[2];
+  duet_tensor *vc = vref ? duet_slice(g, v, 1, vref, (int64_t)gt * S) : v;
+  duet_tensor *ac = aref ? duet_slice(g, a, 1, aref, na) : a;
+
+  int64_t step_v[3] = {B, gt, (int64_t)S * c->aligned_width}, tok_a[3] = {B, na, wa};
+  duet_tensor *hv = duet_reshape(g, duet_linear_layer_apply(g, &w->video_down, ln(g, vc)), 3, step_v);
+  duet_tensor *da = duet_reshape(g, duet_linear_layer_apply(g, &w->audio_from_video, hv), 3, tok_a);
+
+  int64_t step_a[3] = {B, gt, (int64_t)R * wa}, one_v[4] = {B, gt, 1, wv}, tok_v[3] = {B, (int64_t)gt * S, wv};
+  duet_tensor *dv = duet_reshape(g, duet_linear_layer_apply(g, &w->video_from_audio, duet_reshape(g, ln(g, ac), 3, step_a)),
+                                 4, one_v);
+  /* One vector per step, repeated for each of the step's S video tokens. */
+  duet_tensor **copies = malloc(sizeof *copies * (size_t)S);
+  if (!copies) {
+    duet_graph_fail(g, DUET_ENOMEM, "aligned exchange: out of memory");
+    return;
+  }
+  for (int i = 0; i < S; i++) copies[i] = dv;
+  dv = duet_reshape(g, duet_concat(g, copies, S, 2), 3, tok_v);
+  free(copies);
+
+  vc = duet_add(g, vc, dv);
+  ac = duet_add(g, ac, da);
+  if (vref) {
+    duet_tensor *parts[2] = {duet_slice(g, v, 1, 0, vref), vc};
+    vc = duet_concat(g, parts, 2, 1);
+  }
+  if (aref) {
+    duet_tensor *parts[2] = {duet_slice(g, a, 1, 0, aref), ac};
+    ac = duet_concat(g, parts, 2, 1);
+  }
+  *xv = vc;
+  *xa = ac;
 }
 
 /* cond = MLP(timestep embedding of t) + projection of the pooled text. */
@@ -404,6 +462,8 @@ int duet_mmdit_forward(duet_mmdit *m, duet_graph *g, const duet_mmdit_inputs *in
       ta = as[1].x;
       xa = cross_block(g, &b->audio_from_video, xa, xv, sa, a_q, a_k, cs_a, NULL, c->heads_audio);
       xv = cross_block(g, &b->video_from_audio, xv, xa, sv, v_q, v_k, cs_v, NULL, c->heads_video);
+      if (c->aligned_width > 0)
+        aligned_exchange(g, c, &b->aligned, &xv, &xa, pv->ref_tokens - vfirst, pa->ref_tokens - afirst);
     }
   } else {
     /* One attention over [text; video; audio]; the text stream is conditioned on both times. */

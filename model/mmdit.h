@@ -43,10 +43,22 @@ typedef struct duet_cross_weights {
   duet_linear_layer proj;
 } duet_cross_weights;
 
+/* The time-aligned exchange (model.aligned_width > 0): with S video tokens and R audio tokens
+ * per video token time step, video tokens -> aligned_width features each; a step's S of them
+ * side by side -> that step's R audio tokens (added to them); a step's R audio tokens side by
+ * side -> one vector added to each of the step's video tokens. Both sides read LN(tokens);
+ * the two outputs start at zero, so the exchange starts as a no-op. */
+typedef struct duet_aligned_weights {
+  duet_linear_layer video_down;       /* width_video -> aligned_width */
+  duet_linear_layer audio_from_video; /* S * aligned_width -> R * width_audio (zero init) */
+  duet_linear_layer video_from_audio; /* R * width_audio -> width_video (zero init) */
+} duet_aligned_weights;
+
 typedef struct duet_dual_block {
   duet_stream_weights video, video_text, audio, audio_text; /* cross fusion */
   duet_stream_weights text;                                 /* joint fusion: shared text stream */
   duet_cross_weights audio_from_video, video_from_audio;    /* cross fusion */
+  duet_aligned_weights aligned;                             /* cross fusion, aligned_width > 0 */
 } duet_dual_block;
 
 typedef struct duet_single_block {

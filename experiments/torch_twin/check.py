@@ -53,6 +53,10 @@ CONFIGS = {
                                          "model.ref_audio_frames=8"],
     # Precomputed text, one dual block (its text streams pre-only), odd rotary splits (3 time
     # pairs, h/w pairs 3 and 2), patch_t = 1, a non-integer MLP ratio and a single-stream tail.
+    # The time-aligned exchange: 4 video tokens and 2 audio tokens per video token step, branch
+    # widths 32 and 16; then with references in both branches, which it leaves out.
+    "aligned": TINY + ["model.aligned_width=3"],
+    "aligned+refs": TINY + EQUAL + ["model.aligned_width=2", "model.ref_video_frames=2", "model.ref_audio_frames=8"],
     "words": TINY + EQUAL + ["model.text_source=words", "model.text_vocab=50"],
     "precomputed+odd": TINY + EQUAL + ["model.text_source=precomputed", "model.text_emb_dim=10",
                                        "model.depth=1", "model.single_depth=1", "model.rope_time_pairs=3",

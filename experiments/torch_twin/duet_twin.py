@@ -72,6 +72,7 @@ class ModelConfig:
     rope_time_pairs: int = 8
     rope_theta: float = 10000.0
     rope_time_scale: float = 16.0
+    aligned_width: int = 0         # time-aligned exchange after each block's cross-attention
     ref_video_frames: int = 0
     ref_audio_frames: int = 0
 
@@ -119,6 +120,11 @@ class ModelConfig:
     @property
     def audio_tokens(self) -> int:
         return self.audio_frames // self.patch_a
+
+    @property
+    def audio_per_video_step(self) -> int:
+        """Audio tokens per video token time step (model/config.c checks it is whole)."""
+        return self.audio_tokens // self.grid[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,6 +530,32 @@ class CrossWeights(nn.Module):
         return gated(x, gate, self.proj(attention(q, k, v, key_mask, heads)))
 
 
+class AlignedWeights(nn.Module):
+    """The time-aligned exchange (model/mmdit.h, duet_aligned_weights): per video token time
+    step, its S video tokens (each reduced to aligned_width features) side by side project to
+    the step's R audio tokens, and its R audio tokens side by side to one vector that each of
+    the step's video tokens adds."""
+
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        _, gh, gw = c.grid
+        S, R = gh * gw, c.audio_per_video_step
+        self.video_down = nn.Linear(c.width_video, c.aligned_width)
+        self.audio_from_video = nn.Linear(S * c.aligned_width, R * c.width_audio)
+        self.video_from_audio = nn.Linear(R * c.width_audio, c.width_video)
+
+    def forward(self, c: ModelConfig, xv, xa, vref, aref):
+        gt, gh, gw = c.grid
+        S, R, na = gh * gw, c.audio_per_video_step, c.audio_tokens
+        vc, ac = xv[:, vref:], xa[:, aref:]
+        B, wv, wa = xv.shape[0], xv.shape[2], xa.shape[2]
+        hv = self.video_down(layer_norm(vc)).reshape(B, gt, S * c.aligned_width)
+        da = self.audio_from_video(hv).reshape(B, na, wa)
+        dv = self.video_from_audio(layer_norm(ac).reshape(B, gt, R * wa)).reshape(B, gt, 1, wv)
+        dv = dv.expand(B, gt, S, wv).reshape(B, gt * S, wv)
+        return torch.cat([xv[:, :vref], vc + dv], 1), torch.cat([xa[:, :aref], ac + da], 1)
+
+
 class DualBlock(nn.Module):
     """fusion = cross: each branch runs joint attention over [its tokens; its text tokens]
     (separate weights per stream), then audio cross-attends to video and video to the updated
@@ -540,6 +572,8 @@ class DualBlock(nn.Module):
             self.audio_text = StreamWeights(wa, c.heads_audio, c.mlp_hidden(wa), pre_only=last)
             self.audio_from_video = CrossWeights(wa, c.heads_audio, wv)
             self.video_from_audio = CrossWeights(wv, c.heads_video, wa)
+            if c.aligned_width > 0:
+                self.aligned = AlignedWeights(c)
         else:
             self.text = StreamWeights(wt, c.heads_video, c.mlp_hidden(wt), pre_only=last)
 
@@ -629,6 +663,8 @@ class DuetMMDiT(nn.Module):
                                          mask_a, ha)
                 xa = b.audio_from_video(xa, xv, sa, ha, a_q, a_k)
                 xv = b.video_from_audio(xv, xa, sv, hv, v_q, v_k)
+                if c.aligned_width > 0:
+                    xv, xa = b.aligned(c, xv, xa, pv.ref_tokens - v0, pa.ref_tokens - a0)
         else:
             st = F.silu(0.5 * (cond_v + cond_a))  # the text stream sees both times
             mask = torch.cat([text_mask, ones(nv + na)], 1)
