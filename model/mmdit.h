@@ -5,7 +5,8 @@
  *   joint self-attention over [X tokens; X's text tokens], with separate adaLN-Zero
  *   modulation, QKV (QK RMS-norm) and MLP weights for the branch tokens and for its text
  *   tokens (conditioned on X's flow time and the pooled text);
- * then audio cross-attends to video, and video cross-attends to the updated audio.
+ * then audio cross-attends to video, and video cross-attends to the updated audio;
+ * with model.aligned_width > 0, then a time-aligned exchange (duet_aligned_weights below).
  * fusion = joint replaces both by one attention over text, video and audio together.
  * Optional single-stream tail blocks share weights over [video; audio] tokens and
  * cross-attend to the text.
