@@ -280,14 +280,10 @@ static void aligned_exchange(duet_graph *g, const duet_model_config *c, const du
   duet_tensor *dv = duet_reshape(g, duet_linear_layer_apply(g, &w->video_from_audio, duet_reshape(g, ln(g, ac), 3, step_a)),
                                  4, one_v);
   /* One vector per step, repeated for each of the step's S video tokens. */
-  duet_tensor **copies = malloc(sizeof *copies * (size_t)S);
-  if (!copies) {
-    duet_graph_fail(g, DUET_ENOMEM, "aligned exchange: out of memory");
-    return;
-  }
+  duet_tensor **copies = duet_graph_alloc(g, sizeof *copies * (size_t)S); /* fails the graph when out of memory */
+  if (!copies) return;
   for (int i = 0; i < S; i++) copies[i] = dv;
   dv = duet_reshape(g, duet_concat(g, copies, S, 2), 3, tok_v);
-  free(copies);
 
   vc = duet_add(g, vc, dv);
   ac = duet_add(g, ac, da);
