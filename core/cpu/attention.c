@@ -98,11 +98,25 @@ static void gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, double alp
     }                                                                                              \
     return any ? bias : NULL;                                                                      \
   }                                                                                                \
-  /* s = scale q k^T for queries [0, nq) of qb and keys [0, nk) of kb: forward and backward both   \
-   * come through here with the same tiles, so the recomputed scores are the forward's bits. */    \
-  static void scores_##S(const attn_dims *d, const T *qb, const T *kb, int64_t nq, int64_t nk,     \
-                         T scale, T *s) {                                                          \
-    gemm_##S(0, 1, nq, nk, d->Dh, scale, qb, d->C, kb, d->C, 0, s, nk);                            \
+  /* The rows [0, nq) of a head's columns of x (row stride C) as a Dh x nq block, or NULL when   \
+   * the block would not fit in xt. */                                                             \
+  static const T *head_rows_t_##S(const attn_dims *d, const T *x, int64_t nq, T *xt) {             \
+    if (nq * d->Dh > (int64_t)(TILE_BYTES / sizeof(T))) return NULL;                               \
+    for (int64_t i = 0; i < nq; i++)                                                               \
+      for (int64_t c = 0; c < d->Dh; c++) xt[c * nq + i] = x[i * d->C + c];                        \
+    return xt;                                                                                     \
+  }                                                                                                \
+  /* s = scale a b^T for rows [0, nq) of a (or of at, its transposed block from head_rows_t, when  \
+   * there is one) and rows [0, nk) of b. With at the product is one with both operands           \
+   * transposed, which OpenBLAS runs about 3x faster at these sizes than a b^T (k = Dh = 32,      \
+   * experiments/RESULTS-train.md). Forward and backward both compute scores through here with    \
+   * the same tiles, so the recomputed scores are the forward's bits. */                          \
+  static void abt_tile_##S(const attn_dims *d, const T *a, const T *at, const T *b, int64_t nq,    \
+                           int64_t nk, T scale, T *s) {                                            \
+    if (at)                                                                                        \
+      gemm_##S(1, 1, nq, nk, d->Dh, scale, at, nq, b, d->C, 0, s, nk);                             \
+    else                                                                                           \
+      gemm_##S(0, 1, nq, nk, d->Dh, scale, a, d->C, b, d->C, 0, s, nk);                            \
   }                                                                                                \
   /* One online-softmax step over a score tile (rows of nk): adds the key bias, raises each       \
    * row's running maximum m, replaces the scores by exp(s - m) and updates the running sum l;     \
@@ -174,8 +188,10 @@ static void gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, double alp
     const T *qb = pq + (b * d->Lq + q0) * C + h * Dh;                                              \
     T *ob = po + (b * d->Lq + q0) * C + h * Dh;                                                    \
     _Alignas(64) T s[TILE_BYTES / sizeof(T)];                                                      \
+    _Alignas(64) T qt_buf[TILE_BYTES / sizeof(T)];                                                 \
     T bias[TILE_BYTES / sizeof(T) / Q_BLOCK];                                                      \
     T m[Q_BLOCK], l[Q_BLOCK], alpha[Q_BLOCK];                                                      \
+    const T *qt = head_rows_t_##S(d, qb, nq, qt_buf);                                              \
     for (int64_t i = 0; i < nq; i++) {                                                             \
       memset(ob + i * C, 0, sizeof(T) * (size_t)Dh);                                               \
       m[i] = -(T)INFINITY;                                                                         \
@@ -185,7 +201,7 @@ static void gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, double alp
       int64_t nk = min64(d->kt, d->Lk - k0);                                                       \
       const T *kb = pk + (b * d->Lk + k0) * C + h * Dh, *vb = pv + (b * d->Lk + k0) * C + h * Dh;  \
       const T *tb = key_bias_##S(pm ? pm + b * d->Lk + k0 : NULL, nk, bias);                       \
-      scores_##S(d, qb, kb, nq, nk, sc, s);                                                        \
+      abt_tile_##S(d, qb, qt, kb, nq, nk, sc, s);                                                  \
       if (!softmax_tile_##S(s, tb, nq, nk, m, l, alpha)) continue;                                 \
       for (int64_t i = 0; i < nq; i++)                                                             \
         if (alpha[i] != 1)                                                                         \
@@ -225,6 +241,8 @@ static void gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, double alp
     int64_t C = d->C, Dh = d->Dh;                                                                  \
     _Alignas(64) T p[TILE_BYTES / sizeof(T)];                                                      \
     _Alignas(64) T dp[TILE_BYTES / sizeof(T)];                                                     \
+    _Alignas(64) T qt_buf[TILE_BYTES / sizeof(T)];                                                 \
+    _Alignas(64) T dot_buf[TILE_BYTES / sizeof(T)];                                                \
     T bias[TILE_BYTES / sizeof(T) / Q_BLOCK], li[Q_BLOCK], Di[Q_BLOCK];                            \
     for (int64_t q0 = 0; q0 < d->Lq; q0 += Q_BLOCK) {                                              \
       int64_t nq = min64(Q_BLOCK, d->Lq - q0), row0 = (b * d->Lq + q0) * C + h * Dh;               \
@@ -235,14 +253,16 @@ static void gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, double alp
         Di[i] = li[i] == -(T)INFINITY ? 0 : dot_##S(pdo + row0 + i * C, po + row0 + i * C, Dh);    \
       }                                                                                            \
       if (!live) continue;                                                                         \
+      const T *qt = head_rows_t_##S(d, pq + row0, nq, qt_buf);                                     \
+      const T *dot = pdq || pdk ? head_rows_t_##S(d, pdo + row0, nq, dot_buf) : NULL;              \
       for (int64_t k0 = 0; k0 < d->Lk; k0 += d->kt) {                                              \
         int64_t nk = min64(d->kt, d->Lk - k0), krow0 = (b * d->Lk + k0) * C + h * Dh;              \
         const T *tb = key_bias_##S(pm ? pm + b * d->Lk + k0 : NULL, nk, bias);                     \
-        scores_##S(d, pq + row0, pk + krow0, nq, nk, sc, p);                                       \
+        abt_tile_##S(d, pq + row0, qt, pk + krow0, nq, nk, sc, p);                                 \
         probs_tile_##S(p, tb, li, nq, nk);                                                         \
         if (pdv) gemm_##S(1, 0, nk, Dh, nq, 1, p, nk, pdo + row0, C, 1, pdv + krow0, C);           \
         if (!pdq && !pdk) continue;                                                                \
-        gemm_##S(0, 1, nq, nk, Dh, 1, pdo + row0, C, pv + krow0, C, 0, dp, nk);                    \
+        abt_tile_##S(d, pdo + row0, dot, pv + krow0, nq, nk, 1, dp);                               \
         dscores_tile_##S(dp, p, Di, sc, nq, nk);                                                   \
         if (pdq) gemm_##S(0, 0, nq, Dh, nk, 1, dp, nk, pk + krow0, C, 1, pdq + row0, C);           \
         if (pdk) gemm_##S(1, 0, nk, Dh, nq, 1, dp, nk, pq + row0, C, 1, pdk + krow0, C);           \
