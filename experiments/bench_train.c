@@ -8,9 +8,8 @@
  * data loading and audio encoding included. --batch overrides the configs' data.batch (and
  * sets accum to 1), for configs whose batch does not fit a small machine. Each config runs in its own child process so
  * that the peak resident memory (getrusage maxrss) is that config's alone. Tokens are video
- * plus audio tokens (text tokens not counted). duet-train runs with OMP_WAIT_POLICY=PASSIVE
- * unless the environment sets it (train/tool_duet_train.c); this program takes the
- * environment as it is, so that both policies can be measured. */
+ * plus audio tokens (text tokens not counted). Like duet-train, this program takes
+ * OMP_WAIT_POLICY from the environment as it is, so that each policy can be measured. */
 #include <errno.h>
 #include <omp.h>
 #include <stdio.h>

@@ -40,8 +40,8 @@ if [ "$ranks" -gt 1 ]; then
   # The same 4 clips per step, split over the ranks (tiny.ini's data.batch = 4).
   train_args+=(--set "data.batch=$(( 4 / ranks ))" --set train.threads=1)
   root=(); if [ "$(id -u)" = 0 ]; then root=(--allow-run-as-root); fi
-  OMP_WAIT_POLICY=PASSIVE mpirun "${root[@]}" -np "$ranks" --bind-to core --map-by core \
-    -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY build/bin/duet-train "${train_args[@]}"
+  mpirun "${root[@]}" -np "$ranks" --bind-to core --map-by core \
+    -x OMP_NUM_THREADS=1 build/bin/duet-train "${train_args[@]}"
 else
   build/bin/duet-train "${train_args[@]}"
 fi

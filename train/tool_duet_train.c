@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "train/trainer.h"
 #ifdef DUET_WITH_MPI
@@ -36,16 +35,6 @@ static void usage(FILE *f) {
           "\n"
           "config keys (section.key, type, meaning; every key is documented in docs/configs.md):\n");
   duet_train_config_print_help(f);
-}
-
-/* libgomp reads OMP_WAIT_POLICY once, as the program loads. Its default keeps idle OpenMP
- * threads spinning after each parallel region, where they fight OpenBLAS's own threads for
- * the cores during every matrix product: on a 2-core machine the passive policy makes a step
- * about twice as fast (experiments/RESULTS-train.md). So, unless the user chose a policy,
- * the tool restarts itself once with the passive one; if it cannot, it runs as it is. */
-static void prefer_passive_wait(char **argv) {
-  if (getenv("OMP_WAIT_POLICY") || setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
-  execv("/proc/self/exe", argv);
 }
 
 static void log_line(void *ctx, const char *line) {
@@ -130,7 +119,6 @@ static int resolve_config(const args *a, duet_train_config *cfg, duet_err *err) 
 }
 
 int main(int argc, char **argv) {
-  prefer_passive_wait(argv);
   args a;
   duet_err err = {0};
   int pr = parse_args(argc, argv, &a, &err);
