@@ -1,12 +1,24 @@
 #include "infer/sampler.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/rng.h"
 
 void duet_sample_params_defaults(duet_sample_params *p) {
-  *p = (duet_sample_params){DUET_TASK_T2AV, DUET_SAMPLER_HEUN, 25, 3.0, 3.0, 1.0, 0, 1.0};
+  *p = (duet_sample_params){DUET_TASK_T2AV, DUET_SAMPLER_HEUN, 25, 3.0, 3.0, 1.0, 0, 1.0, 1.0};
+}
+
+/* Velocities v of the state x at flow time t changed so that the clean estimate x - t v lies in
+ * [lo, hi]. */
+static void clamp_estimate(const float *x, float *v, int64_t n, float t, double lo, double hi) {
+  if (t <= 0) return;
+  for (int64_t i = 0; i < n; i++) {
+    double x0 = x[i] - (double)t * v[i];
+    if (x0 > hi) v[i] = (float)((x[i] - hi) / t);
+    else if (x0 < lo) v[i] = (float)((x[i] - lo) / t);
+  }
 }
 
 /* Keep masks per task, unless the caller gave explicit ones (inpainting, editing). */
@@ -89,14 +101,12 @@ static int velocity(sample_state *s, const float *xv, const float *xa, float tv,
     va[i] = s->guided ? (float)(oa[s->an + i] + ga * (oa[i] - oa[s->an + i])) : oa[i];
   /* A clean estimate outside the codec's range is off the data for sure (guidance and an
    * imperfect network both push there); pulling it back keeps the path where the network was
-   * trained instead of letting saturated pixels grow into grain. */
-  double lim = s->p->clamp_video;
-  if (lim > 0 && tv > 0)
-    for (int64_t i = 0; i < s->vn; i++) {
-      double x0 = xv[i] - (double)tv * vv[i];
-      if (x0 > lim) vv[i] = (float)((xv[i] - lim) / tv);
-      else if (x0 < -lim) vv[i] = (float)((xv[i] + lim) / tv);
-    }
+   * trained instead of letting saturated pixels grow into grain, or log-mel energies above
+   * full scale into a clipped roar (guided audio did exactly that). */
+  double lv = s->p->clamp_video, la = s->p->clamp_audio;
+  if (lv > 0) clamp_estimate(xv, vv, s->vn, tv, -lv, lv);
+  /* Audio from above only: anything at or below the codec's floor (-1) decodes to silence. */
+  if (la > 0) clamp_estimate(xa, va, s->an, ta, -INFINITY, la);
   return DUET_OK;
 }
 

@@ -21,6 +21,9 @@ typedef struct duet_sample_params {
   uint64_t seed;
   double clamp_video;          /* > 0: each step's clean-video estimate x_t - t v is held within
                                   [-clamp_video, clamp_video] (the pixel codec's range is 1) */
+  double clamp_audio;          /* > 0: the clean-audio estimate is held at or below clamp_audio
+                                  (the log-mel codec puts silence at -1, full-scale sound near +1;
+                                  the synthetic clips' loudest value is 0.66) */
 } duet_sample_params;
 
 void duet_sample_params_defaults(duet_sample_params *p);

@@ -37,8 +37,9 @@ static void usage(FILE *f) {
           "  --cfg-video S         guidance scale for video (default 3; 1 = off)\n"
           "  --cfg-audio S         guidance scale for audio (default 3)\n"
           "  --shift S             schedule shift (default: the training config's flow.time_shift)\n"
-          "  --no-clamp            let the clean-video estimate leave the pixel range [-1, 1] during\n"
-          "                        sampling (by default it is held there at every step)\n"
+          "  --no-clamp            let the clean estimates leave the codecs' ranges during sampling\n"
+          "                        (pixels [-1, 1], log-mel latent at most 1; by default they are held\n"
+          "                        there at every step)\n"
           "  --seed N              (default 0)\n"
           "  --no-ema              sample with the raw weights instead of the EMA weights\n"
           "  --frames-dir DIR      also write frame_0000.png ...\n"
@@ -188,6 +189,7 @@ int main(int argc, char **argv) {
   req.sample.time_shift = shift > 0 ? shift : p->flow_cfg.time_shift;
   req.sample.seed = (uint64_t)seed;
   req.sample.clamp_video = clamp;
+  req.sample.clamp_audio = clamp;
   req.prompt = prompt;
   req.is_edit = is_edit;
   req.edit_audio = edit_audio;

@@ -1,6 +1,6 @@
 /* The inference pipeline on a tiny random-weight checkpoint: self-describing checkpoints,
  * determinism per seed, every task, kept regions returned exactly, clear errors, and the
- * duet-infer tool writing a playable MP4 with sound. */
+ * duet-infer tool writing a playable MP4 with sound; the sampler's clean-audio clamp. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +8,8 @@
 #include "core/checkpoint.h"
 #include "data/media.h"
 #include "infer/pipeline.h"
+#include "infer/sampler.h"
+#include "model/text_encoder.h"
 #include "testlib.h"
 
 static duet_model_config tiny(void) {
@@ -39,6 +41,39 @@ static int save_ckpt(duet_pipeline *p, const char *dir, duet_err *err) {
 
 static int run(duet_pipeline *p, duet_av_request *r, duet_av_result *out, duet_err *err) {
   return duet_pipeline_run(p, r, out, NULL, NULL, err);
+}
+
+/* The clean-audio clamp: the sampler's last step lands on the clamped clean estimate, so no
+ * audio latent ends above clamp_audio; without the clamp this random model leaves values above
+ * it (its start is unit noise), so the check below can fail. Values below the floor stay. */
+static void check_audio_clamp(duet_pipeline *q) {
+  const duet_model_config *c = &q->model_cfg;
+  int64_t vn = (int64_t)c->video_frames * c->video_height * c->video_width * c->video_channels;
+  int64_t an = (int64_t)c->audio_frames * c->audio_channels;
+  float *v = malloc(sizeof(float) * (size_t)vn), *a = malloc(sizeof(float) * (size_t)an);
+  int32_t *ids = malloc(sizeof(int32_t) * (size_t)c->text_len);
+  uint8_t *mask = malloc((size_t)c->text_len);
+  duet_text_tokenize(c, "a red ball bounces", ids, mask);
+  duet_sample_condition cond = {0};
+  cond.text_ids = ids;
+  cond.text_mask = mask;
+  duet_err err;
+  for (int clamp = 0; clamp < 2; clamp++) {
+    duet_sample_params sp;
+    duet_sample_params_defaults(&sp);
+    sp.steps = 3;
+    sp.cfg_audio = 4;
+    sp.clamp_audio = clamp ? 0.5 : 0;
+    CHECK_MSG(duet_sample(q->model, &sp, &cond, v, a, NULL, NULL, &err) == DUET_OK, "%s", err.msg);
+    float hi = -1e30f, lo = 1e30f;
+    for (int64_t i = 0; i < an; i++) {
+      hi = a[i] > hi ? a[i] : hi;
+      lo = a[i] < lo ? a[i] : lo;
+    }
+    if (clamp) CHECK_MSG(hi <= 0.5f + 1e-5f && lo < -0.5f, "clamped audio in [%g, %g]", lo, hi);
+    else CHECK_MSG(hi > 0.5f, "unclamped audio at most %g", hi);
+  }
+  free(v); free(a); free(ids); free(mask);
 }
 
 int main(void) {
@@ -128,6 +163,8 @@ int main(void) {
     if (!mask[i]) outside_same &= memcmp(b.video + i * 3, a.video + i * 3, 3) == 0;
   CHECK(outside_same);
   duet_av_result_free(&b);
+
+  check_audio_clamp(q);
 
   /* v2a keeps the video; a2v, t2v, t2a run. */
   int tasks[4] = {DUET_TASK_V2A, DUET_TASK_A2V, DUET_TASK_T2V, DUET_TASK_T2A};
