@@ -108,7 +108,7 @@ static void gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, double alp
   }                                                                                                \
   /* s = scale a b^T for rows [0, nq) of a (or of at, its transposed block from head_rows_t, when  \
    * there is one) and rows [0, nk) of b. With at the product is one with both operands           \
-   * transposed, which OpenBLAS runs about 3x faster at these sizes than a b^T (k = Dh = 32,      \
+   * transposed, which OpenBLAS runs about 1.5x faster at these sizes than a b^T (k = Dh = 32,    \
    * experiments/RESULTS-train.md). Forward and backward both compute scores through here with    \
    * the same tiles, so the recomputed scores are the forward's bits. */                          \
   static void abt_tile_##S(const attn_dims *d, const T *a, const T *at, const T *b, int64_t nq,    \
