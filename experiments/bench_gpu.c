@@ -5,7 +5,12 @@
  * Times are medians of CUDA-event timings after warm-up, on random inputs. Attention FLOPs
  * follow the usual convention (forward 4 B H Lq Lk Dh, backward 2.5 times that), although
  * duet's deterministic backward recomputes the scores once more (7 products instead of 5).
- * Usage: bench_gpu [repeats] */
+ *
+ * Usage: bench_gpu [repeats] [--attn B,H,Lq,Lk,Dh[,m] ...]
+ * --attn replaces the built-in attention shapes by the ones given (Lq != Lk for
+ * cross-attention; a trailing ",m" adds a key mask that removes the last quarter of each
+ * row's keys, as padded captions do), e.g. the shapes the PyTorch twin's bench_twin_gpu.py
+ * records for a config, so that both sides are timed on the same calls. */
 #include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdio.h>
@@ -82,20 +87,53 @@ static double time_ms(work_fn fn, void *ctx, int reps) {
   return med;
 }
 
+typedef struct attn_shape {
+  char name[32];
+  int64_t B, Lq, Lk;
+  int H, Dh, masked;
+} attn_shape;
+
+/* "B,H,Lq,Lk,Dh[,m]" -> shape; 0 on a malformed one. */
+static int parse_attn(const char *text, attn_shape *a) {
+  long long B, Lq, Lk;
+  int H, Dh, n = 0;
+  char m = 0;
+  int got = sscanf(text, "%lld,%d,%lld,%lld,%d%n,%c", &B, &H, &Lq, &Lk, &Dh, &n, &m);
+  if (got < 5 || B < 1 || H < 1 || Lq < 1 || Lk < 1 || Dh < 1 || (got == 6 && m != 'm')) return 0;
+  *a = (attn_shape){.B = B, .Lq = Lq, .Lk = Lk, .H = H, .Dh = Dh, .masked = got == 6};
+  snprintf(a->name, sizeof a->name, "%s", Lq == Lk ? "self" : "cross");
+  return 1;
+}
+
+/* u8 [B, Lk] key mask keeping the first three quarters of each row's keys. */
+static duet_tensor *dev_mask(int64_t B, int64_t Lk) {
+  duet_tensor *t = calloc(1, sizeof *t);
+  int64_t shape[2] = {B, Lk};
+  duet_err err;
+  if (!t || duet_tensor_init_header(t, DUET_U8, DUET_CUDA, 2, shape, &err) != DUET_OK) exit(1);
+  t->data = be->alloc((size_t)(B * Lk));
+  uint8_t *h = malloc((size_t)(B * Lk));
+  if (!t->data || !h) exit(1);
+  for (int64_t i = 0; i < B * Lk; i++) h[i] = (i % Lk) < (Lk * 3) / 4;
+  be->copy_from_host(t->data, h, (size_t)(B * Lk));
+  free(h);
+  return t;
+}
+
 typedef struct attn_run {
-  duet_tensor *q, *k, *v, *o, *lse, *dout, *dq, *dk, *dv;
+  duet_tensor *q, *k, *v, *o, *lse, *dout, *dq, *dk, *dv, *mask;
   int heads;
   double scale;
 } attn_run;
 
 static void attn_fwd(void *p) {
   attn_run *r = p;
-  be->attention->attention_fwd(r->q, r->k, r->v, NULL, r->heads, r->scale, r->o, r->lse);
+  be->attention->attention_fwd(r->q, r->k, r->v, r->mask, r->heads, r->scale, r->o, r->lse);
 }
 static void attn_fwd_bwd(void *p) {
   attn_run *r = p;
   attn_fwd(p);
-  be->attention->attention_bwd(r->q, r->k, r->v, NULL, r->heads, r->scale, r->o, r->lse, r->dout, r->dq, r->dk, r->dv);
+  be->attention->attention_bwd(r->q, r->k, r->v, r->mask, r->heads, r->scale, r->o, r->lse, r->dout, r->dq, r->dk, r->dv);
 }
 
 typedef struct gemm_run {
@@ -119,8 +157,22 @@ static int check(const char *what) {
 }
 
 int main(int argc, char **argv) {
-  int reps = argc > 1 ? atoi(argv[1]) : 20;
-  if (reps < 1) reps = 1;
+  int reps = 20, n_attn = 0;
+  attn_shape given[64];
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--attn") && i + 1 < argc) {
+      if (n_attn == (int)(sizeof given / sizeof given[0]) || !parse_attn(argv[++i], &given[n_attn])) {
+        fprintf(stderr, "bench_gpu: --attn %s: expected B,H,Lq,Lk,Dh[,m] (at most 64 shapes)\n", argv[i]);
+        return 2;
+      }
+      n_attn++;
+    } else if (atoi(argv[i]) > 0) {
+      reps = atoi(argv[i]);
+    } else {
+      fprintf(stderr, "usage: bench_gpu [repeats] [--attn B,H,Lq,Lk,Dh[,m] ...]\n");
+      return 2;
+    }
+  }
   if (!duet_cuda_available()) {
     fprintf(stderr, "bench_gpu: no CUDA device: skipped\n");
     return 77;
@@ -134,34 +186,40 @@ int main(int argc, char **argv) {
   printf("# CUDA backend throughput\n\n%s, %s, median of %d runs\n\n", date, dev, reps);
   printf("| op | dtype | shape | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n");
   printf("| --- | --- | --- | ---: | ---: | ---: | ---: |\n");
-  /* Model shapes: tiny (Dh 32), small (Dh 64) and a base-sized branch (Dh 128). */
-  const struct { const char *name; int64_t B, L; int H, Dh; } attn[] = {
-      {"tiny", 4, 1056, 4, 32}, {"small", 2, 2112, 6, 64}, {"base", 1, 8192, 12, 128}, {"base, long", 1, 16384, 16, 128},
+  /* Model shapes: tiny (Dh 32), small (Dh 64) and a base-sized branch (Dh 128), unless --attn. */
+  attn_shape builtin[] = {
+      {"tiny", 4, 1056, 1056, 4, 32, 0}, {"small", 2, 2112, 2112, 6, 64, 0},
+      {"base", 1, 8192, 8192, 12, 128, 0}, {"base, long", 1, 16384, 16384, 16, 128, 0},
   };
+  const attn_shape *attn = n_attn ? given : builtin;
+  int n_shapes = n_attn ? n_attn : (int)(sizeof builtin / sizeof builtin[0]);
   const duet_dtype adt[2] = {DUET_BF16, DUET_F32};
-  for (size_t i = 0; i < sizeof attn / sizeof attn[0]; i++)
-    for (int d = 0; d < 2; d++) {
-      int64_t C = (int64_t)attn[i].H * attn[i].Dh, xs[3] = {attn[i].B, attn[i].L, C};
-      int64_t ls[3] = {attn[i].B, attn[i].H, attn[i].L};
+  for (int i = 0; i < n_shapes; i++)
+    for (int d = 0; d < (n_attn ? 1 : 2); d++) { /* given shapes: bf16 only, as the twin's SDPA runs */
+      int64_t C = (int64_t)attn[i].H * attn[i].Dh, qs[3] = {attn[i].B, attn[i].Lq, C};
+      int64_t ks[3] = {attn[i].B, attn[i].Lk, C}, ls[3] = {attn[i].B, attn[i].H, attn[i].Lq};
       attn_run r = {0};
-      r.q = dev_rand(adt[d], 3, xs, 1);
-      r.k = dev_rand(adt[d], 3, xs, 2);
-      r.v = dev_rand(adt[d], 3, xs, 3);
-      r.o = dev_rand(adt[d], 3, xs, 4);
-      r.dout = dev_rand(adt[d], 3, xs, 5);
-      r.dq = dev_rand(adt[d], 3, xs, 6);
-      r.dk = dev_rand(adt[d], 3, xs, 7);
-      r.dv = dev_rand(adt[d], 3, xs, 8);
+      r.q = dev_rand(adt[d], 3, qs, 1);
+      r.k = dev_rand(adt[d], 3, ks, 2);
+      r.v = dev_rand(adt[d], 3, ks, 3);
+      r.o = dev_rand(adt[d], 3, qs, 4);
+      r.dout = dev_rand(adt[d], 3, qs, 5);
+      r.dq = dev_rand(adt[d], 3, qs, 6);
+      r.dk = dev_rand(adt[d], 3, ks, 7);
+      r.dv = dev_rand(adt[d], 3, ks, 8);
       r.lse = dev_rand(DUET_F32, 3, ls, 9);
+      r.mask = attn[i].masked ? dev_mask(attn[i].B, attn[i].Lk) : NULL;
       r.heads = attn[i].H;
       r.scale = 1.0 / sqrt((double)attn[i].Dh);
-      double flops = 4.0 * (double)attn[i].B * attn[i].H * (double)attn[i].L * (double)attn[i].L * attn[i].Dh;
+      /* FLOPs over every key, masked or not, as the SDPA figures count them */
+      double flops = 4.0 * (double)attn[i].B * attn[i].H * (double)attn[i].Lq * (double)attn[i].Lk * attn[i].Dh;
       double f = time_ms(attn_fwd, &r, reps), fb = time_ms(attn_fwd_bwd, &r, reps);
       if (check("attention"))
-        printf("| attention %s | %s | B %lld L %lld H %d Dh %d | %.3f | %.1f | %.3f | %.1f |\n", attn[i].name,
-               duet_dtype_name(adt[d]), (long long)attn[i].B, (long long)attn[i].L, attn[i].H, attn[i].Dh, f,
-               flops / (f * 1e9), fb, 3.5 * flops / (fb * 1e9));
-      duet_tensor *all[] = {r.q, r.k, r.v, r.o, r.dout, r.dq, r.dk, r.dv, r.lse};
+        printf("| attention %s | %s | B %lld H %d Lq %lld Lk %lld Dh %d%s | %.3f | %.1f | %.3f | %.1f |\n",
+               attn[i].name, duet_dtype_name(adt[d]), (long long)attn[i].B, attn[i].H, (long long)attn[i].Lq,
+               (long long)attn[i].Lk, attn[i].Dh, attn[i].masked ? " masked" : "", f, flops / (f * 1e9), fb,
+               3.5 * flops / (fb * 1e9));
+      duet_tensor *all[] = {r.q, r.k, r.v, r.o, r.dout, r.dq, r.dk, r.dv, r.lse, r.mask};
       for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) dev_free(all[j]);
     }
 

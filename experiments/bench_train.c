@@ -1,12 +1,15 @@
 /* Training throughput and memory of the shipped configs on this machine, as a Markdown table.
  *
  *   build/bin/bench_train [--steps N] [--configs tiny,small] [--threads T] [--batch B]
+ *                         [--set section.key=value ...]
  *
  * For each config (configs/<name>.ini under DUET_SOURCE_DIR, or the current directory) it
  * writes a clip file of that config's shape with random content, builds the trainer on it
  * (no validation, no checkpoints, no logs) and times N optimizer steps after 2 warm-up steps,
  * data loading and audio encoding included. --batch overrides the configs' data.batch (and
- * sets accum to 1), for configs whose batch does not fit a small machine. Each config runs in its own child process so
+ * sets accum to 1), for configs whose batch does not fit a small machine. --set overrides any
+ * config key after that (e.g. --set train.device=cuda --set train.precision=bf16 times the
+ * GPU step; the GPU column then shows the device memory in use after the steps). Each config runs in its own child process so
  * that the peak resident memory (getrusage maxrss) is that config's alone. Tokens are video
  * plus audio tokens (text tokens not counted). Like duet-train, this program takes
  * OMP_WAIT_POLICY from the environment as it is, so that each policy can be measured. */
@@ -27,6 +30,13 @@
 #include "core/rng.h"
 #include "data/clips.h"
 #include "train/trainer.h"
+#ifdef DUET_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+#define MAX_SETS 32
+static const char *sets[MAX_SETS];
+static int n_sets;
 
 typedef struct result {
   int ok;
@@ -37,6 +47,7 @@ typedef struct result {
   double seconds;
   double cpu_seconds; /* user + system time of the timed steps, all threads */
   double rss_mib;
+  double gpu_mib; /* device memory in use after the steps (cuda runs), else 0 */
 } result;
 
 static double cpu_now(void) {
@@ -56,7 +67,7 @@ static int write_clips(const duet_train_config *c, const char *path, int n, duet
   const duet_model_config *m = &c->model;
   int64_t samples = (int64_t)m->audio_frames * c->audio.hop;
   duet_clip_shape shape = {m->fps, c->audio.sample_rate, m->video_frames, m->video_height, m->video_width, samples, 0, 0, 0};
-  duet_clip_writer_opts wo = {.overwrite = 1, .threads = 1};
+  duet_clip_writer_opts wo = {.overwrite = 1, .threads = (int)sysconf(_SC_NPROCESSORS_ONLN)};
   duet_clip_writer *w;
   int rc = duet_clip_writer_open_opts(&w, path, &shape, &wo, err);
   if (rc) return rc;
@@ -89,9 +100,12 @@ static void run_config(const char *name, int steps, int batch, result *res) {
   duet_train_config_defaults(&c);
   int rc = duet_train_config_load(&c, ini, &err);
   if (batch > 0) c.data.batch = batch, c.train.accum = 1;
+  for (int i = 0; i < n_sets && !rc; i++) rc = duet_train_config_set(&c, sets[i], &err);
   if (!rc) rc = duet_mkdir_p(dir, &err);
   const int warm = 2;
-  int clips = c.data.batch * c.train.accum * (steps + warm) + 1;
+  /* At most 16 steps' worth of clips: the loader starts a new epoch when they run out, and a
+   * long GPU run would otherwise write gigabytes (base.ini's clips are 6 MB each). */
+  int clips = c.data.batch * c.train.accum * (steps + warm < 16 ? steps + warm : 16) + 1;
   if (!rc) rc = write_clips(&c, data, clips, &err);
   snprintf(c.data.path, sizeof c.data.path, "%s", data);
   snprintf(c.train.run_dir, sizeof c.train.run_dir, "%s", run);
@@ -116,6 +130,11 @@ static void run_config(const char *name, int steps, int batch, result *res) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     res->rss_mib = ru.ru_maxrss / 1024.0;
+#ifdef DUET_HAVE_CUDA
+    size_t free_b = 0, total_b = 0;
+    if (c.train.device == DUET_CUDA && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
+      res->gpu_mib = (double)(total_b - free_b) / (1024.0 * 1024.0);
+#endif
     res->ok = 1;
   } else {
     snprintf(res->err, sizeof res->err, "%s", err.msg);
@@ -150,8 +169,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--configs") && i + 1 < argc) snprintf(configs, sizeof configs, "%s", argv[++i]);
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < MAX_SETS) sets[n_sets++] = argv[++i];
     else {
-      fprintf(stderr, "usage: bench_train [--steps N] [--configs tiny,small] [--threads T] [--batch B]\n");
+      fprintf(stderr, "usage: bench_train [--steps N] [--configs tiny,small] [--threads T] [--batch B]"
+                      " [--set section.key=value ...]\n");
       return 1;
     }
   }
@@ -172,8 +193,9 @@ int main(int argc, char **argv) {
   printf("## %s, %s, %ld CPUs (%s %s), %d OpenMP threads, OMP_WAIT_POLICY=%s, load average %.1f at start\n\n",
          date, cpu, sysconf(_SC_NPROCESSORS_ONLN), un.sysname, un.release, omp_get_max_threads(),
          wait ? wait : "(unset)", load[0]);
-  printf("| config | parameters | tokens/clip | clips/step | steps timed | s/step | steps/s | tokens/s | CPU s/step | peak RSS MiB | PyTorch tokens/s |\n");
-  printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+  for (int i = 0; i < n_sets; i++) printf("%s--set %s%s", i ? " " : "overrides: ", sets[i], i + 1 < n_sets ? "" : "\n\n");
+  printf("| config | parameters | tokens/clip | clips/step | steps timed | s/step | steps/s | tokens/s | CPU s/step | peak RSS MiB | GPU MiB |\n");
+  printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   fflush(stdout);
   for (char *name = strtok(configs, ","); name; name = strtok(NULL, ",")) {
     int fd[2];
@@ -198,9 +220,11 @@ int main(int argc, char **argv) {
       continue;
     }
     double sps = r.steps / r.seconds;
-    printf("| %s | %lld | %d | %d | %d | %.3f | %.3f | %.0f | %.3f | %.0f | not measured yet |\n", name, r.params,
+    char gpu[32] = "-";
+    if (r.gpu_mib > 0) snprintf(gpu, sizeof gpu, "%.0f", r.gpu_mib);
+    printf("| %s | %lld | %d | %d | %d | %.4f | %.3f | %.0f | %.3f | %.0f | %s |\n", name, r.params,
            r.tokens_per_clip, r.clips_per_step, r.steps, r.seconds / r.steps, sps,
-           sps * r.clips_per_step * r.tokens_per_clip, r.cpu_seconds / r.steps, r.rss_mib);
+           sps * r.clips_per_step * r.tokens_per_clip, r.cpu_seconds / r.steps, r.rss_mib, gpu);
     fflush(stdout);
   }
   return 0;
