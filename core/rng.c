@@ -105,18 +105,25 @@ void duet_rng_fill_uniform_f32(uint64_t seed, uint64_t stream, uint64_t first, f
 }
 
 /* Element i uses block (first + i) / 2 and takes the first or second Box-Muller output, so
- * one block serves two neighbours and any split of the range reproduces the same values. */
+ * one block serves two neighbours and any split of the range reproduces the same values. The
+ * loop runs over blocks, so that each block's Philox rounds and Box-Muller transform are
+ * computed once for both of its elements (the first and last blocks may serve only one). */
 #define DEFINE_NORMAL_FILL(T, NAME)                                                       \
   void NAME(uint64_t seed, uint64_t stream, uint64_t first, T *x, int64_t n, T mean,    \
             T std) {                                                                     \
+    if (n <= 0) return;                                                                  \
+    const uint64_t b0 = first >> 1, b1 = (first + (uint64_t)n - 1) >> 1;                \
+    const int64_t blocks = (int64_t)(b1 - b0) + 1;                                       \
     _Pragma("omp parallel for schedule(static) if (n > 65536)")                          \
-    for (int64_t i = 0; i < n; i++) {                                                    \
-      uint64_t idx = first + (uint64_t)i;                                                \
+    for (int64_t j = 0; j < blocks; j++) {                                               \
+      uint64_t blk = b0 + (uint64_t)j;                                                   \
       uint32_t w[4];                                                                     \
-      duet_philox4x32(seed, stream, idx >> 1, w);                                        \
+      duet_philox4x32(seed, stream, blk, w);                                             \
       double z0, z1;                                                                     \
       box_muller(w, &z0, &z1);                                                           \
-      x[i] = (T)(mean + std * ((idx & 1) ? z1 : z0));                                    \
+      uint64_t idx0 = blk << 1;                                                          \
+      if (idx0 >= first) x[idx0 - first] = (T)(mean + std * z0);                         \
+      if (idx0 + 1 < first + (uint64_t)n) x[idx0 + 1 - first] = (T)(mean + std * z1);    \
     }                                                                                    \
   }
 DEFINE_NORMAL_FILL(float, duet_rng_fill_normal_f32)

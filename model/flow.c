@@ -174,11 +174,14 @@ int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *f
     const float *x0 = b->video + i * vsz;
     duet_rng_fill_normal_f32(seed, duet_rng_stream_id(STREAM_NOISE_V, step, id), 0, tgt, vsz, 0, 1);
     float t = (float)p.t_v;
+    /* Element-wise, so threads give the same bits; a 256x256 clip is millions of values. */
+#pragma omp parallel for schedule(static) if (vsz > 65536)
     for (int64_t j = 0; j < vsz; j++) {
       float eps = tgt[j];
       xt[j] = (1 - t) * x0[j] + t * eps;
       tgt[j] = eps - x0[j];
     }
+#pragma omp parallel for collapse(2) schedule(static) if (vsz > 65536)
     for (int tt = 0; tt < T; tt++)
       for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {

@@ -1,10 +1,21 @@
-/* Philox-4x32-10 against the published known-answer vectors, and the fills' invariance to
- * how a range is split. */
+/* Philox-4x32-10 against the published known-answer vectors, the normal fill against its
+ * definition element by element, and the fills' invariance to how a range is split. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "core/rng.h"
 #include "testlib.h"
+
+/* The normal fill's definition, one element at a time: element idx of a stream is the first
+ * (idx even) or second (idx odd) Box-Muller output of Philox block idx / 2. */
+static double normal_at(uint64_t seed, uint64_t stream, uint64_t idx) {
+  uint32_t w[4];
+  duet_philox4x32(seed, stream, idx >> 1, w);
+  double u1 = ((double)((((uint64_t)w[0] << 32) | w[1]) >> 11) + 1.0) * 0x1.0p-53;
+  double u2 = ((double)((((uint64_t)w[2] << 32) | w[3]) >> 11) + 1.0) * 0x1.0p-53;
+  double rad = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+  return (idx & 1) ? rad * sin(th) : rad * cos(th);
+}
 
 int main(void) {
   uint32_t out[4];
@@ -27,6 +38,21 @@ int main(void) {
   int same = 1;
   for (int i = 0; i < N; i++) same &= whole[i] == part[i];
   CHECK(same);
+
+  /* Every element equals its definition, for odd and even starts and lengths, one element
+   * and a range long enough to be split over threads. */
+  const struct { uint64_t first; int64_t n; } ranges[] = {{0, 1}, {1, 1}, {5, 2}, {6, 3}, {99, 70001}, {100, 70000}};
+  double *d = malloc(sizeof *d * 70001);
+  int defined = 1;
+  for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+    for (int64_t i = 0; i < ranges[r].n + 1 && i < 70001; i++) d[i] = -99; /* poison */
+    duet_rng_fill_normal_f64(11, 4, ranges[r].first, d, ranges[r].n, 0.5, 2.0);
+    for (int64_t i = 0; i < ranges[r].n; i++)
+      defined &= d[i] == 0.5 + 2.0 * normal_at(11, 4, ranges[r].first + (uint64_t)i);
+    if (ranges[r].n < 70001) defined &= d[ranges[r].n] == -99; /* nothing past the end */
+  }
+  free(d);
+  CHECK(defined);
 
   /* Moments of a large normal fill. */
   int64_t n = 200000;
