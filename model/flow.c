@@ -226,23 +226,30 @@ int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *f
     }
   }
 
-  duet_mmdit_inputs in = {vxt, vcond, vmask, axt, acond, amask, tv, ta, text, tmask, NULL, NULL};
-  duet_mmdit_outputs o;
-  int rc = duet_mmdit_forward(m, g, &in, &o, err);
-  if (rc) return rc;
-  /* Targets and masks go where the predictions are (the model's device). */
-  if (o.video_v->device != DUET_CPU) {
-    duet_device dev = o.video_v->device;
+  /* Targets and masks go where the predictions will be (the model's device), and go before
+   * the forward is queued: an upload waits for the device's queue to drain, so after the
+   * forward it would stall the host until the whole forward had run. */
+  duet_device dev = m->params->device;
+  if (dev != DUET_CPU) {
     vtarget = duet_graph_from_host(g, DUET_F32, dev, vtarget->ndim, vtarget->shape, vtarget->data);
     vloss_mask = duet_graph_from_host(g, DUET_F32, dev, vloss_mask->ndim, vloss_mask->shape, vloss_mask->data);
     atarget = duet_graph_from_host(g, DUET_F32, dev, atarget->ndim, atarget->shape, atarget->data);
     aloss_mask = duet_graph_from_host(g, DUET_F32, dev, aloss_mask->ndim, aloss_mask->shape, aloss_mask->data);
+    if (!duet_graph_ok(g)) return duet_graph_status(g, err);
   }
-  duet_tensor *lv = duet_mse(g, o.video_v, vtarget, vloss_mask, 1.0);
-  duet_tensor *la = duet_mse(g, o.audio_v, atarget, aloss_mask, 1.0);
-  out->loss = duet_add(g, duet_scale(g, lv, fc->weight_video), duet_scale(g, la, fc->weight_audio));
+  duet_mmdit_inputs in = {vxt, vcond, vmask, axt, acond, amask, tv, ta, text, tmask, NULL, NULL};
+  duet_mmdit_outputs o;
+  int rc = duet_mmdit_forward(m, g, &in, &o, err);
+  if (rc) return rc;
+  out->mse_video = duet_mse(g, o.video_v, vtarget, vloss_mask, 1.0);
+  out->mse_audio = duet_mse(g, o.audio_v, atarget, aloss_mask, 1.0);
+  out->loss = duet_add(g, duet_scale(g, out->mse_video, fc->weight_video), duet_scale(g, out->mse_audio, fc->weight_audio));
   if (!duet_graph_ok(g)) return duet_graph_status(g, err);
-  out->loss_video = duet_tensor_scalar(lv);
-  out->loss_audio = duet_tensor_scalar(la);
+  out->loss_video = out->loss_audio = NAN;
   return DUET_OK;
+}
+
+void duet_flow_loss_read(duet_flow_loss *fl) {
+  fl->loss_video = duet_tensor_scalar(fl->mse_video);
+  fl->loss_audio = duet_tensor_scalar(fl->mse_audio);
 }

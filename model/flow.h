@@ -49,8 +49,9 @@ typedef struct duet_flow_batch {
 } duet_flow_batch;
 
 typedef struct duet_flow_loss {
-  duet_tensor *loss;          /* scalar to call backward on */
-  double loss_video, loss_audio; /* the unweighted masked MSEs */
+  duet_tensor *loss;                /* scalar to call backward on */
+  duet_tensor *mse_video, *mse_audio; /* the unweighted masked MSEs, on the model's device */
+  double loss_video, loss_audio;    /* their values: NaN until duet_flow_loss_read */
   int task_count[DUET_TASK_COUNT];
 } duet_flow_loss;
 
@@ -60,6 +61,10 @@ typedef struct duet_flow_loss {
 int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *fc, const duet_flow_batch *b,
                          uint64_t seed, uint64_t step, int64_t sample_base, int force_task, duet_flow_loss *out,
                          duet_err *err);
+
+/* Reads loss_video and loss_audio from the graph. On a GPU that waits for the device, so a
+ * training step calls it after queueing the backward, not between forward and backward. */
+void duet_flow_loss_read(duet_flow_loss *fl);
 
 /* The time of a sample from u ~ U(0,1) and n ~ N(0,1) under the config's sampling and shift. */
 double duet_flow_sample_time(const duet_flow_config *c, double u, double n);

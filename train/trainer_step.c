@@ -91,6 +91,7 @@ static int accumulate(duet_trainer *t, duet_loss_sums *sums, int64_t *clips, due
     /* A non-finite loss still runs backward: the verdict waits for the sums over ranks. */
     if (!rc) rc = last ? last_backward(t, fl.loss, err) : duet_backward(&t->graph, fl.loss, err);
     if ((rc = duet_mixed_end(&t->mixed, &t->params, rc, err))) return rc;
+    duet_flow_loss_read(&fl);
     sums->loss += duet_tensor_scalar(fl.loss);
     sums->loss_video += fl.loss_video;
     sums->loss_audio += fl.loss_audio;
@@ -174,6 +175,7 @@ static int validation_pass(duet_trainer *t, double sums[4], duet_err *err) {
         rc = duet_flow_loss_build(&t->graph, t->model, &t->val_flow, &t->lat.flow, (uint64_t)t->cfg.train.seed,
                                   DUET_VAL_FLOW_STEP, t->lat.sample_base, -1, &fl, err);
       if (!rc) {
+        duet_flow_loss_read(&fl);
         sums[0] += duet_tensor_scalar(fl.loss) * b->count;
         sums[1] += fl.loss_video * b->count;
         sums[2] += fl.loss_audio * b->count;

@@ -36,6 +36,7 @@ int main(void) {
       break;
     }
     double l = duet_tensor_get(fl.loss, 0);
+    duet_flow_loss_read(&fl);
     if (step == 0) first = l;
     last = l;
     double lr = step < 20 ? 3e-3 * (step + 1) / 20 : 3e-3;
