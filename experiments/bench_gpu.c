@@ -96,11 +96,12 @@ typedef struct attn_shape {
 /* "B,H,Lq,Lk,Dh[,m]" -> shape; 0 on a malformed one. */
 static int parse_attn(const char *text, attn_shape *a) {
   long long B, Lq, Lk;
-  int H, Dh, n = 0;
-  char m = 0;
-  int got = sscanf(text, "%lld,%d,%lld,%lld,%d%n,%c", &B, &H, &Lq, &Lk, &Dh, &n, &m);
-  if (got < 5 || B < 1 || H < 1 || Lq < 1 || Lk < 1 || Dh < 1 || (got == 6 && m != 'm')) return 0;
-  *a = (attn_shape){.B = B, .Lq = Lq, .Lk = Lk, .H = H, .Dh = Dh, .masked = got == 6};
+  int H, Dh, n = -1;
+  if (sscanf(text, "%lld,%d,%lld,%lld,%d%n", &B, &H, &Lq, &Lk, &Dh, &n) != 5 || n < 0) return 0;
+  const char *rest = text + n; /* nothing, or ",m" */
+  int masked = !strcmp(rest, ",m");
+  if ((*rest && !masked) || B < 1 || H < 1 || Lq < 1 || Lk < 1 || Dh < 1) return 0;
+  *a = (attn_shape){.B = B, .Lq = Lq, .Lk = Lk, .H = H, .Dh = Dh, .masked = masked};
   snprintf(a->name, sizeof a->name, "%s", Lq == Lk ? "self" : "cross");
   return 1;
 }
