@@ -7,7 +7,7 @@
 #include "core/rng.h"
 
 void duet_sample_params_defaults(duet_sample_params *p) {
-  *p = (duet_sample_params){DUET_TASK_T2AV, DUET_SAMPLER_HEUN, 25, 3.0, 3.0, 1.0, 0, 1.0, 1.0};
+  *p = (duet_sample_params){DUET_TASK_T2AV, DUET_SAMPLER_HEUN, 25, 3.0, 3.0, 1.0, 0, 1.0, 1.0, 0.0};
 }
 
 /* Velocities v of the state x at flow time t changed so that the clean estimate x - t v lies in
@@ -19,6 +19,20 @@ static void clamp_estimate(const float *x, float *v, int64_t n, float t, double 
     if (x0 > hi) v[i] = (float)((x[i] - hi) / t);
     else if (x0 < lo) v[i] = (float)((x[i] - lo) / t);
   }
+}
+
+/* A stream's flow time at schedule position s: clamped to [0, 1], then shifted. */
+static double stream_time(double s, double shift) { return duet_flow_shift(s < 0 ? 0 : s > 1 ? 1 : s, shift); }
+
+void duet_sample_times(const duet_sample_params *p, int i, double *tv0, double *tv1, double *ta0, double *ta1) {
+  /* One schedule s from 1 + lag down to 0; the video runs lag ahead of the audio (with no lag
+   * both follow 1 - i / steps). */
+  double lag = p->audio_lag;
+  double s0 = (1.0 + lag) * (1.0 - (double)i / p->steps), s1 = (1.0 + lag) * (1.0 - (double)(i + 1) / p->steps);
+  *tv0 = stream_time(s0 - lag, p->time_shift);
+  *tv1 = stream_time(s1 - lag, p->time_shift);
+  *ta0 = stream_time(s0, p->time_shift);
+  *ta1 = stream_time(s1, p->time_shift);
 }
 
 /* Keep masks per task, unless the caller gave explicit ones (inpainting, editing). */
@@ -115,6 +129,7 @@ int duet_sample(duet_mmdit *m, const duet_sample_params *p, const duet_sample_co
   const duet_model_config *c = &m->cfg;
   if (p->steps < 1) return duet_err_set(err, DUET_EINVAL, "sampler: steps must be >= 1");
   if (p->time_shift <= 0) return duet_err_set(err, DUET_EINVAL, "sampler: time shift must be positive");
+  if (!(p->audio_lag >= 0 && p->audio_lag <= 1)) return duet_err_set(err, DUET_EINVAL, "sampler: audio lag must lie in [0, 1]");
   int needs_video = p->task == DUET_TASK_I2AV || p->task == DUET_TASK_EXTEND || p->task == DUET_TASK_V2A ||
                     (p->task == DUET_TASK_INPAINT);
   int needs_audio = p->task == DUET_TASK_A2V || p->task == DUET_TASK_EXTEND || p->task == DUET_TASK_INPAINT;
@@ -182,29 +197,29 @@ int duet_sample(duet_mmdit *m, const duet_sample_params *p, const duet_sample_co
 
   duet_graph_init(&s.g, 1 << 24);
   for (int i = 0; i < p->steps && rc == DUET_OK; i++) {
-    double t0 = duet_flow_shift(1.0 - (double)i / p->steps, p->time_shift);
-    double t1 = duet_flow_shift(1.0 - (double)(i + 1) / p->steps, p->time_shift);
-    double dt = t1 - t0;
+    double tv0s, tv1s, ta0s, ta1s;
+    duet_sample_times(p, i, &tv0s, &tv1s, &ta0s, &ta1s);
+    double dtv = tv1s - tv0s, dta = ta1s - ta0s;
     /* Times as in training: a kept modality at 0, a left-out one at 1. */
-    float tv0 = video_fixed ? 0.0f : video_noise_only ? 1.0f : (float)t0;
-    float ta0 = audio_fixed ? 0.0f : audio_noise_only ? 1.0f : (float)t0;
-    float tv1 = video_fixed ? 0.0f : video_noise_only ? 1.0f : (float)t1;
-    float ta1 = audio_fixed ? 0.0f : audio_noise_only ? 1.0f : (float)t1;
+    float tv0 = video_fixed ? 0.0f : video_noise_only ? 1.0f : (float)tv0s;
+    float ta0 = audio_fixed ? 0.0f : audio_noise_only ? 1.0f : (float)ta0s;
+    float tv1 = video_fixed ? 0.0f : video_noise_only ? 1.0f : (float)tv1s;
+    float ta1 = audio_fixed ? 0.0f : audio_noise_only ? 1.0f : (float)ta1s;
     rc = velocity(&s, xv, xa, tv0, ta0, v1, v1 + s.vn, err);
     if (rc) break;
     int move_v = !video_fixed && !video_noise_only, move_a = !audio_fixed && !audio_noise_only;
     int heun = p->sampler == DUET_SAMPLER_HEUN && i + 1 < p->steps; /* last step: Euler to t = 0 */
     if (heun) {
-      for (int64_t j = 0; j < s.vn; j++) xv2[j] = move_v ? xv[j] + (float)dt * v1[j] : xv[j];
-      for (int64_t j = 0; j < s.an; j++) xa2[j] = move_a ? xa[j] + (float)dt * v1[s.vn + j] : xa[j];
+      for (int64_t j = 0; j < s.vn; j++) xv2[j] = move_v ? xv[j] + (float)dtv * v1[j] : xv[j];
+      for (int64_t j = 0; j < s.an; j++) xa2[j] = move_a ? xa[j] + (float)dta * v1[s.vn + j] : xa[j];
       rc = velocity(&s, xv2, xa2, tv1, ta1, v2, v2 + s.vn, err);
       if (rc) break;
       for (int64_t j = 0; j < s.vn + s.an; j++) v1[j] = 0.5f * (v1[j] + v2[j]);
     }
     if (move_v)
-      for (int64_t j = 0; j < s.vn; j++) xv[j] += (float)dt * v1[j];
+      for (int64_t j = 0; j < s.vn; j++) xv[j] += (float)dtv * v1[j];
     if (move_a)
-      for (int64_t j = 0; j < s.an; j++) xa[j] += (float)dt * v1[s.vn + j];
+      for (int64_t j = 0; j < s.an; j++) xa[j] += (float)dta * v1[s.vn + j];
     if (progress) progress(i + 1, p->steps, progress_ctx);
   }
   if (rc == DUET_OK) {

@@ -24,9 +24,18 @@ typedef struct duet_sample_params {
   double clamp_audio;          /* > 0: the clean-audio estimate is held at or below clamp_audio
                                   (the log-mel codec puts silence at -1, full-scale sound near +1;
                                   the synthetic clips' loudest value is 0.66) */
+  double audio_lag;            /* >= 0: the audio runs this far behind the video in flow time
+                                  (t2av, i2av, inpaint, extend): video and audio follow one
+                                  schedule s from 1 + lag to 0 with t_v = clamp(s - lag) and
+                                  t_a = clamp(s), so the sound is made for a video that is
+                                  already partly resolved. Models trained with
+                                  flow.audio_lag_prob > 0 know such pairs; 0 = shared times */
 } duet_sample_params;
 
 void duet_sample_params_defaults(duet_sample_params *p);
+
+/* Flow times of step i (of p->steps) for a generated stream: from (tv0, ta0) to (tv1, ta1). */
+void duet_sample_times(const duet_sample_params *p, int i, double *tv0, double *tv1, double *ta0, double *ta1);
 
 /* Conditions in latent space (host, f32); NULL where the task keeps nothing of a modality. */
 typedef struct duet_sample_condition {

@@ -37,6 +37,8 @@ static void usage(FILE *f) {
           "  --cfg-video S         guidance scale for video (default 3; 1 = off)\n"
           "  --cfg-audio S         guidance scale for audio (default 3)\n"
           "  --shift S             schedule shift (default: the training config's flow.time_shift)\n"
+          "  --audio-lag L         run the audio L behind the video in flow time (0..1, default 0),\n"
+          "                        for models trained with flow.audio_lag_prob > 0 (docs/model.md)\n"
           "  --no-clamp            let the clean estimates leave the codecs' ranges during sampling\n"
           "                        (pixels [-1, 1], log-mel latent at most 1; by default they are held\n"
           "                        there at every step)\n"
@@ -97,7 +99,7 @@ int main(int argc, char **argv) {
   const char *ckpt = NULL, *out = NULL, *task_name = "t2av", *prompt = "", *image = NULL, *video = NULL;
   const char *audio = NULL, *mask = NULL, *mask_box = NULL, *frames_dir = NULL, *wav = NULL;
   int keep_frames = -1, edit_audio = 0, use_ema = 1, force = 0, steps = 25, seed = 0;
-  double cfg_v = 3, cfg_a = 3, shift = -1, clamp = 1;
+  double cfg_v = 3, cfg_a = 3, shift = -1, clamp = 1, audio_lag = 0;
   const char *sampler = "heun";
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -135,6 +137,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--cfg-video")) { TAKE(num); if (!parse_double(num, &cfg_v)) goto bad_number; }
     else if (!strcmp(a, "--cfg-audio")) { TAKE(num); if (!parse_double(num, &cfg_a)) goto bad_number; }
     else if (!strcmp(a, "--shift")) { TAKE(num); if (!parse_double(num, &shift)) goto bad_number; }
+    else if (!strcmp(a, "--audio-lag")) { TAKE(num); if (!parse_double(num, &audio_lag)) goto bad_number; }
     else {
       fprintf(stderr, "duet-infer: unknown option %s (see --help)\n", a);
       return 2;
@@ -190,6 +193,7 @@ int main(int argc, char **argv) {
   req.sample.seed = (uint64_t)seed;
   req.sample.clamp_video = clamp;
   req.sample.clamp_audio = clamp;
+  req.sample.audio_lag = audio_lag;
   req.prompt = prompt;
   req.is_edit = is_edit;
   req.edit_audio = edit_audio;

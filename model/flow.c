@@ -112,6 +112,12 @@ static sample_plan plan_sample(const duet_flow_config *fc, const duet_model_conf
     case DUET_TASK_T2A: p.t_v = 1; p.video_on = 0; break;
     default: break;
   }
+  /* Drawn last, and only when enabled, so that configs without a lag keep their draws. */
+  if (fc->audio_lag_prob > 0 && (p.task == DUET_TASK_T2AV || p.task == DUET_TASK_I2AV) &&
+      duet_rng_uniform_f64(r) < fc->audio_lag_prob) {
+    double ta = p.t_v + fc->audio_lag_max * duet_rng_uniform_f64(r);
+    p.t_a = ta < 1 ? ta : 1;
+  }
   return p;
 }
 
@@ -237,6 +243,8 @@ int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *f
     aloss_mask = duet_graph_from_host(g, DUET_F32, dev, aloss_mask->ndim, aloss_mask->shape, aloss_mask->data);
     if (!duet_graph_ok(g)) return duet_graph_status(g, err);
   }
+  out->t_video = tv;
+  out->t_audio = ta;
   duet_mmdit_inputs in = {vxt, vcond, vmask, axt, acond, amask, tv, ta, text, tmask, NULL, NULL};
   duet_mmdit_outputs o;
   int rc = duet_mmdit_forward(m, g, &in, &o, err);

@@ -33,6 +33,10 @@ typedef struct duet_flow_config {
   double weight_video, weight_audio;
   double text_dropout;    /* probability of an empty caption (classifier-free guidance) */
   double task_prob[DUET_TASK_COUNT]; /* relative weights; need not sum to 1 */
+  /* Audio behind the video: with probability audio_lag_prob a t2av or i2av sample draws its
+   * audio time as min(1, t_v + u audio_lag_max), u ~ U(0, 1), instead of sharing t_v, so the
+   * network learns to make sound for a partly resolved video (the sampler's --audio-lag). */
+  double audio_lag_prob, audio_lag_max;
 } duet_flow_config;
 
 void duet_flow_config_defaults(duet_flow_config *c);
@@ -53,6 +57,7 @@ typedef struct duet_flow_loss {
   duet_tensor *mse_video, *mse_audio; /* the unweighted masked MSEs, on the model's device */
   double loss_video, loss_audio;    /* their values: NaN until duet_flow_loss_read */
   int task_count[DUET_TASK_COUNT];
+  const duet_tensor *t_video, *t_audio; /* [B] host f32: each sample's flow times */
 } duet_flow_loss;
 
 /* Draws tasks, times and noise for each sample from (seed, step, sample_base + b) — so a

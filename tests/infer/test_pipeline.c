@@ -1,6 +1,7 @@
 /* The inference pipeline on a tiny random-weight checkpoint: self-describing checkpoints,
  * determinism per seed, every task, kept regions returned exactly, clear errors, and the
  * duet-infer tool writing a playable MP4 with sound; the sampler's clean-audio clamp. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,67 @@ static void check_audio_clamp(duet_pipeline *q) {
     else CHECK_MSG(hi > 0.5f, "unclamped audio at most %g", hi);
   }
   free(v); free(a); free(ids); free(mask);
+}
+
+/* --audio-lag: the schedule and a run. */
+static void check_audio_lag(duet_pipeline *q) {
+  duet_sample_params sp;
+  duet_sample_params_defaults(&sp);
+  sp.steps = 13;
+  sp.time_shift = 1.0;
+  double tv0, tv1, ta0, ta1;
+  for (int i = 0; i < sp.steps; i++) { /* no lag: shared times 1 - i / steps */
+    duet_sample_times(&sp, i, &tv0, &tv1, &ta0, &ta1);
+    CHECK(tv0 == 1.0 - (double)i / 13 && ta0 == tv0 && tv1 == 1.0 - (double)(i + 1) / 13 && ta1 == tv1);
+  }
+  sp.audio_lag = 0.3;
+  double prev_v = 1, prev_a = 1;
+  int apart = 0;
+  for (int i = 0; i < sp.steps; i++) {
+    duet_sample_times(&sp, i, &tv0, &tv1, &ta0, &ta1);
+    CHECK(tv0 == prev_v && ta0 == prev_a && tv1 <= tv0 && ta1 <= ta0 && tv0 <= ta0);
+    /* While neither stream is clamped, the audio is exactly the lag behind. */
+    if (tv0 > 0 && ta0 < 1) {
+      CHECK_MSG(fabs(ta0 - tv0 - 0.3) < 1e-12, "step %d: t_v %g, t_a %g", i, tv0, ta0);
+      apart++;
+    }
+    prev_v = tv1;
+    prev_a = ta1;
+  }
+  duet_sample_times(&sp, 0, &tv0, &tv1, &ta0, &ta1);
+  CHECK(ta1 == 1.0 && tv1 < 1.0); /* the video starts first */
+  CHECK(prev_v == 0 && prev_a == 0 && apart >= 6);
+
+  const duet_model_config *c = &q->model_cfg;
+  int64_t vn = (int64_t)c->video_frames * c->video_height * c->video_width * c->video_channels;
+  int64_t an = (int64_t)c->audio_frames * c->audio_channels;
+  float *v[2], *a[2];
+  int32_t *ids = malloc(sizeof(int32_t) * (size_t)c->text_len);
+  uint8_t *mask = malloc((size_t)c->text_len);
+  duet_text_tokenize(c, "a red ball bounces", ids, mask);
+  duet_sample_condition cond = {0};
+  cond.text_ids = ids;
+  cond.text_mask = mask;
+  duet_err err;
+  for (int k = 0; k < 2; k++) {
+    v[k] = malloc(sizeof(float) * (size_t)vn);
+    a[k] = malloc(sizeof(float) * (size_t)an);
+    duet_sample_params_defaults(&sp);
+    sp.steps = 4;
+    sp.audio_lag = k ? 0.5 : 0;
+    CHECK_MSG(duet_sample(q->model, &sp, &cond, v[k], a[k], NULL, NULL, &err) == DUET_OK, "%s", err.msg);
+  }
+  int finite = 1;
+  for (int64_t i = 0; i < an; i++) finite &= isfinite(a[1][i]);
+  CHECK(finite && memcmp(a[0], a[1], sizeof(float) * (size_t)an) != 0);
+  sp.audio_lag = 1.5;
+  CHECK(duet_sample(q->model, &sp, &cond, v[0], a[0], NULL, NULL, &err) == DUET_EINVAL && strstr(err.msg, "lag"));
+  for (int k = 0; k < 2; k++) {
+    free(v[k]);
+    free(a[k]);
+  }
+  free(ids);
+  free(mask);
 }
 
 int main(void) {
@@ -165,6 +227,7 @@ int main(void) {
   duet_av_result_free(&b);
 
   check_audio_clamp(q);
+  check_audio_lag(q);
 
   /* v2a keeps the video; a2v, t2v, t2a run. */
   int tasks[4] = {DUET_TASK_V2A, DUET_TASK_A2V, DUET_TASK_T2V, DUET_TASK_T2A};

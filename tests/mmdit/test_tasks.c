@@ -111,7 +111,58 @@ static void run_config(const char *label, duet_model_config c) {
   duet_params_free(&ps);
 }
 
+/* flow.audio_lag_*: t2av and i2av samples get t_v <= t_a <= min(1, t_v + max); other tasks
+ * and a zero probability keep their old times (the draws come after every other draw). */
+static void check_audio_lag(void) {
+  duet_model_config c = tiny_model_config();
+  duet_param_set ps;
+  duet_params_init(&ps);
+  duet_mmdit *m;
+  duet_err err;
+  CHECK_MSG(duet_mmdit_create(&m, &c, &ps, 7, &err) == DUET_OK, "%s", err.msg);
+  const int B = 16;
+  batch_fixture bf;
+  batch_fixture_make(&bf, &c, B, 3);
+  duet_graph g;
+  duet_graph_init(&g, 1 << 20);
+  const int tasks[3] = {DUET_TASK_T2AV, DUET_TASK_I2AV, DUET_TASK_EXTEND};
+  for (int k = 0; k < 3; k++) {
+    float shared_v[16], lagged = 0;
+    for (int on = 0; on < 2; on++) {
+      duet_flow_config fc;
+      duet_flow_config_defaults(&fc);
+      fc.audio_lag_prob = on ? 1.0 : 0.0;
+      fc.audio_lag_max = 0.4;
+      duet_graph_reset(&g);
+      duet_flow_loss fl;
+      CHECK_MSG(duet_flow_loss_build(&g, m, &fc, &bf.batch, 5, 9, 0, tasks[k], &fl, &err) == DUET_OK, "%s", err.msg);
+      const float *tv = fl.t_video->data, *ta = fl.t_audio->data;
+      for (int i = 0; i < B; i++) {
+        if (!on) {
+          shared_v[i] = tv[i];
+          CHECK_MSG(ta[i] == tv[i], "%s, no lag: t_a %g != t_v %g", duet_task_names[tasks[k]], ta[i], tv[i]);
+          continue;
+        }
+        CHECK_MSG(tv[i] == shared_v[i], "the lag changed t_v of sample %d", i); /* same draws before it */
+        if (tasks[k] == DUET_TASK_EXTEND) {
+          CHECK_MSG(ta[i] == tv[i], "extend got a lag (t_v %g, t_a %g)", tv[i], ta[i]);
+          continue;
+        }
+        float hi = tv[i] + 0.4f < 1 ? tv[i] + 0.4f : 1;
+        CHECK_MSG(ta[i] >= tv[i] && ta[i] <= hi + 1e-6f, "t_v %g, t_a %g outside [t_v, %g]", tv[i], ta[i], hi);
+        lagged += ta[i] - tv[i];
+      }
+    }
+    if (tasks[k] != DUET_TASK_EXTEND) CHECK_MSG(lagged / B > 0.05f, "mean lag only %g", lagged / B);
+  }
+  duet_graph_free(&g);
+  batch_fixture_free(&bf);
+  duet_mmdit_free(m);
+  duet_params_free(&ps);
+}
+
 int main(void) {
+  check_audio_lag();
   run_config("cross", tiny_model_config());
   duet_model_config joint = tiny_model_config();
   joint.fusion = DUET_FUSION_JOINT;
