@@ -115,6 +115,7 @@ def main():
     ap.add_argument("--colours", default="red,yellow,blue,black")
     ap.add_argument("--size", default="large", help="the object's size word: small, medium or large")
     ap.add_argument("--cfg", default="1", help="guidance scale for video and audio")
+    ap.add_argument("--infer-args", default="", help="more duet-infer options, e.g. '--audio-lag 0.3'")
     ap.add_argument("--clips", help="also measure this clip file's first --count clips")
     ap.add_argument("--count", type=int, default=32)
     a = ap.parse_args()
@@ -144,7 +145,7 @@ def main():
                 subprocess.run([f"{a.bin}/duet-infer", "--ckpt", a.ckpt, "--prompt", prompt,
                                 "--out", f"{a.out}/{name}.mp4", "--frames-dir", f"{a.out}/{name}",
                                 "--seed", str(seed), "--cfg-video", a.cfg, "--cfg-audio", a.cfg,
-                                "--force"], check=True, stdout=subprocess.DEVNULL,
+                                "--force"] + a.infer_args.split(), check=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
                 r = measure(read_frames(f"{a.out}/{name}"), floor, colour)
                 r["name"] = name

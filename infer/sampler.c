@@ -25,14 +25,15 @@ static void clamp_estimate(const float *x, float *v, int64_t n, float t, double 
 static double stream_time(double s, double shift) { return duet_flow_shift(s < 0 ? 0 : s > 1 ? 1 : s, shift); }
 
 void duet_sample_times(const duet_sample_params *p, int i, double *tv0, double *tv1, double *ta0, double *ta1) {
-  /* One schedule s from 1 + lag down to 0; the video runs lag ahead of the audio (with no lag
-   * both follow 1 - i / steps). */
-  double lag = p->audio_lag;
+  /* One schedule s from 1 + |lag| down to 0; the stream ahead runs |lag| in front of the other
+   * (with no lag both follow 1 - i / steps). A positive lag puts the audio behind. */
+  double lag = fabs(p->audio_lag);
   double s0 = (1.0 + lag) * (1.0 - (double)i / p->steps), s1 = (1.0 + lag) * (1.0 - (double)(i + 1) / p->steps);
-  *tv0 = stream_time(s0 - lag, p->time_shift);
-  *tv1 = stream_time(s1 - lag, p->time_shift);
-  *ta0 = stream_time(s0, p->time_shift);
-  *ta1 = stream_time(s1, p->time_shift);
+  double lv = p->audio_lag > 0 ? lag : 0, la = p->audio_lag < 0 ? lag : 0;
+  *tv0 = stream_time(s0 - lv, p->time_shift);
+  *tv1 = stream_time(s1 - lv, p->time_shift);
+  *ta0 = stream_time(s0 - la, p->time_shift);
+  *ta1 = stream_time(s1 - la, p->time_shift);
 }
 
 /* Keep masks per task, unless the caller gave explicit ones (inpainting, editing). */
@@ -129,7 +130,7 @@ int duet_sample(duet_mmdit *m, const duet_sample_params *p, const duet_sample_co
   const duet_model_config *c = &m->cfg;
   if (p->steps < 1) return duet_err_set(err, DUET_EINVAL, "sampler: steps must be >= 1");
   if (p->time_shift <= 0) return duet_err_set(err, DUET_EINVAL, "sampler: time shift must be positive");
-  if (!(p->audio_lag >= 0 && p->audio_lag <= 1)) return duet_err_set(err, DUET_EINVAL, "sampler: audio lag must lie in [0, 1]");
+  if (!(p->audio_lag >= -1 && p->audio_lag <= 1)) return duet_err_set(err, DUET_EINVAL, "sampler: audio lag must lie in [-1, 1]");
   int needs_video = p->task == DUET_TASK_I2AV || p->task == DUET_TASK_EXTEND || p->task == DUET_TASK_V2A ||
                     (p->task == DUET_TASK_INPAINT);
   int needs_audio = p->task == DUET_TASK_A2V || p->task == DUET_TASK_EXTEND || p->task == DUET_TASK_INPAINT;

@@ -24,12 +24,13 @@ typedef struct duet_sample_params {
   double clamp_audio;          /* > 0: the clean-audio estimate is held at or below clamp_audio
                                   (the log-mel codec puts silence at -1, full-scale sound near +1;
                                   the synthetic clips' loudest value is 0.66) */
-  double audio_lag;            /* >= 0: the audio runs this far behind the video in flow time
-                                  (t2av, i2av, inpaint, extend): video and audio follow one
+  double audio_lag;            /* in [-1, 1]: the audio runs this far behind the video in flow
+                                  time (t2av, i2av, inpaint, extend): video and audio follow one
                                   schedule s from 1 + lag to 0 with t_v = clamp(s - lag) and
                                   t_a = clamp(s), so the sound is made for a video that is
-                                  already partly resolved. Models trained with
-                                  flow.audio_lag_prob > 0 know such pairs; 0 = shared times */
+                                  already partly resolved; negative: the video behind the audio.
+                                  Models trained with flow.audio_lag_prob > 0 (and a lag of the
+                                  same sign) know such pairs; 0 = shared times */
 } duet_sample_params;
 
 void duet_sample_params_defaults(duet_sample_params *p);

@@ -73,7 +73,8 @@ const duet_cfg_key duet_flow_keys[] = {
     TASK(t2a, DUET_TASK_T2A),
     F(audio_lag_prob, DUET_CFG_DOUBLE, 0, 1,
       "probability that a t2av or i2av sample draws its audio time behind its video time (0 = always shared)"),
-    F(audio_lag_max, DUET_CFG_DOUBLE, 0, 1, "largest such lag: t_a = min(1, t_v + u audio_lag_max), u ~ U(0, 1)"),
+    F(audio_lag_max, DUET_CFG_DOUBLE, -1, 1,
+      "largest such lag: t_a = min(1, t_v + u audio_lag_max), u ~ U(0, 1); negative: the video behind the audio"),
 };
 #undef F
 #undef TASK

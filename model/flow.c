@@ -115,8 +115,10 @@ static sample_plan plan_sample(const duet_flow_config *fc, const duet_model_conf
   /* Drawn last, and only when enabled, so that configs without a lag keep their draws. */
   if (fc->audio_lag_prob > 0 && (p.task == DUET_TASK_T2AV || p.task == DUET_TASK_I2AV) &&
       duet_rng_uniform_f64(r) < fc->audio_lag_prob) {
-    double ta = p.t_v + fc->audio_lag_max * duet_rng_uniform_f64(r);
-    p.t_a = ta < 1 ? ta : 1;
+    /* A negative maximum puts the video behind the audio instead. */
+    double lag = fabs(fc->audio_lag_max) * duet_rng_uniform_f64(r);
+    double *behind = fc->audio_lag_max >= 0 ? &p.t_a : &p.t_v;
+    *behind = t + lag < 1 ? t + lag : 1;
   }
   return p;
 }

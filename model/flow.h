@@ -35,7 +35,8 @@ typedef struct duet_flow_config {
   double task_prob[DUET_TASK_COUNT]; /* relative weights; need not sum to 1 */
   /* Audio behind the video: with probability audio_lag_prob a t2av or i2av sample draws its
    * audio time as min(1, t_v + u audio_lag_max), u ~ U(0, 1), instead of sharing t_v, so the
-   * network learns to make sound for a partly resolved video (the sampler's --audio-lag). */
+   * network learns to make sound for a partly resolved video (the sampler's --audio-lag). A
+   * negative audio_lag_max puts the video behind instead: t_v = min(1, t_a + u |max|). */
   double audio_lag_prob, audio_lag_max;
 } duet_flow_config;
 

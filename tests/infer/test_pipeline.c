@@ -105,6 +105,15 @@ static void check_audio_lag(duet_pipeline *q) {
   duet_sample_times(&sp, 0, &tv0, &tv1, &ta0, &ta1);
   CHECK(ta1 == 1.0 && tv1 < 1.0); /* the video starts first */
   CHECK(prev_v == 0 && prev_a == 0 && apart >= 6);
+  /* A negative lag mirrors it: the video behind the audio. */
+  for (int i = 0; i < sp.steps; i++) {
+    double v0, v1, a0, a1;
+    duet_sample_times(&sp, i, &tv0, &tv1, &ta0, &ta1);
+    sp.audio_lag = -0.3;
+    duet_sample_times(&sp, i, &v0, &v1, &a0, &a1);
+    sp.audio_lag = 0.3;
+    CHECK(v0 == ta0 && v1 == ta1 && a0 == tv0 && a1 == tv1);
+  }
 
   const duet_model_config *c = &q->model_cfg;
   int64_t vn = (int64_t)c->video_frames * c->video_height * c->video_width * c->video_channels;

@@ -126,7 +126,25 @@ static void check_audio_lag(void) {
   duet_graph g;
   duet_graph_init(&g, 1 << 20);
   const int tasks[3] = {DUET_TASK_T2AV, DUET_TASK_I2AV, DUET_TASK_EXTEND};
-  for (int k = 0; k < 3; k++) {
+  for (int k = 0; k < 4; k++) {
+    if (k == 3) { /* a negative maximum: the video behind the audio */
+      duet_flow_config fc;
+      duet_flow_config_defaults(&fc);
+      fc.audio_lag_prob = 1.0;
+      fc.audio_lag_max = -0.4;
+      duet_graph_reset(&g);
+      duet_flow_loss fl;
+      CHECK_MSG(duet_flow_loss_build(&g, m, &fc, &bf.batch, 5, 9, 0, DUET_TASK_T2AV, &fl, &err) == DUET_OK, "%s", err.msg);
+      const float *tv = fl.t_video->data, *ta = fl.t_audio->data;
+      float behind = 0;
+      for (int i = 0; i < B; i++) {
+        float hi = ta[i] + 0.4f < 1 ? ta[i] + 0.4f : 1;
+        CHECK_MSG(tv[i] >= ta[i] && tv[i] <= hi + 1e-6f, "t_a %g, t_v %g outside [t_a, %g]", ta[i], tv[i], hi);
+        behind += tv[i] - ta[i];
+      }
+      CHECK_MSG(behind / B > 0.05f, "mean video lag only %g", behind / B);
+      continue;
+    }
     float shared_v[16], lagged = 0;
     for (int on = 0; on < 2; on++) {
       duet_flow_config fc;
