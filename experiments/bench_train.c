@@ -12,7 +12,13 @@
  * GPU step; the GPU column then shows the device memory in use after the steps). Each config runs in its own child process so
  * that the peak resident memory (getrusage maxrss) is that config's alone. Tokens are video
  * plus audio tokens (text tokens not counted). Like duet-train, this program takes
- * OMP_WAIT_POLICY from the environment as it is, so that each policy can be measured. */
+ * OMP_WAIT_POLICY from the environment as it is, so that each policy can be measured.
+ *
+ * --twin adds, under each config, the PyTorch twin's training step on the same resolved config,
+ * batch and thread count (experiments/torch_twin/bench_twin_step.py, eager and torch.compile,
+ * each in its own python3 process so its peak RSS is its own), and duet's speed as a multiple
+ * of each. The twin's step draws the flow inputs but reads no clips: duet's row includes its
+ * loader, the twin's does not. */
 #include <errno.h>
 #include <omp.h>
 #include <stdio.h>
@@ -48,7 +54,10 @@ typedef struct result {
   double cpu_seconds; /* user + system time of the timed steps, all threads */
   double rss_mib;
   double gpu_mib; /* device memory in use after the steps (cuda runs), else 0 */
+  char ini[DUET_PATH_MAX]; /* the resolved config, written for the twin (--twin), else "" */
 } result;
+
+static int twin; /* --twin */
 
 static double cpu_now(void) {
   struct rusage ru;
@@ -85,6 +94,21 @@ static int write_clips(const duet_train_config *c, const char *path, int n, duet
   free(audio);
   int rc2 = duet_clip_writer_close(w, rc == 0, rc ? NULL : err);
   return rc ? rc : rc2;
+}
+
+/* The resolved config (file, --batch and --set applied) as an INI the twin reads, beside the
+ * bench's temporary folder; res->ini stays empty when it cannot be written. */
+static void write_resolved(const duet_train_config *c, result *res) {
+  char *text = NULL;
+  duet_err err = {0};
+  char path[DUET_PATH_MAX];
+  snprintf(path, sizeof path, "%s/duet-bench-train-%ld.ini", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+           (long)getpid());
+  if (duet_train_config_format(c, &text, &err) == DUET_OK && duet_write_file_atomic(path, text, strlen(text), &err) == DUET_OK)
+    snprintf(res->ini, sizeof res->ini, "%s", path);
+  else
+    fprintf(stderr, "bench_train: cannot write the config for the twin: %s\n", err.msg);
+  free(text);
 }
 
 static void run_config(const char *name, int steps, int batch, result *res) {
@@ -136,11 +160,62 @@ static void run_config(const char *name, int steps, int batch, result *res) {
       res->gpu_mib = (double)(total_b - free_b) / (1024.0 * 1024.0);
 #endif
     res->ok = 1;
+    if (twin && c.train.device == DUET_CPU) write_resolved(&c, res);
+    else if (twin) fprintf(stderr, "bench_train: --twin times the twin on the CPU only; no twin rows for %s\n", name);
   } else {
     snprintf(res->err, sizeof res->err, "%s", err.msg);
   }
   duet_trainer_free(t);
   duet_remove_tree(dir, NULL);
+}
+
+typedef struct twin_result {
+  int ok;
+  double median_ms, min_ms, cpu_s, rss_mib, first_s;
+  long long params;
+} twin_result;
+
+/* One run of bench_twin_step.py; its last line is "twin-step median min cpu rss params first". */
+static twin_result run_twin(const char *ini, int batch, int steps, int threads, int compile) {
+  twin_result t = {0};
+  const char *src = getenv("DUET_SOURCE_DIR"), *py = getenv("PYTHON");
+  char script[DUET_PATH_MAX + 64], cmd[3 * DUET_PATH_MAX];
+  snprintf(script, sizeof script, "%s/experiments/torch_twin/bench_twin_step.py", src ? src : ".");
+  if (strchr(script, '\'') || strchr(ini, '\'')) {
+    fprintf(stderr, "bench_train: --twin: a path holds a single quote: %s\n", script);
+    return t;
+  }
+  snprintf(cmd, sizeof cmd, "%s '%s' --config '%s' --batch %d --steps %d --threads %d%s", py ? py : "python3", script,
+           ini, batch, steps, threads, compile ? " --compile" : "");
+  FILE *f = popen(cmd, "r");
+  if (!f) return t;
+  char line[512];
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "twin-step %lf %lf %lf %lf %lld %lf", &t.median_ms, &t.min_ms, &t.cpu_s, &t.rss_mib, &t.params,
+               &t.first_s) == 6)
+      t.ok = 1;
+  int status = pclose(f);
+  if (status != 0) t.ok = 0;
+  return t;
+}
+
+static void print_twin_rows(const char *name, const result *r, int threads) {
+  int batch = r->clips_per_step;
+  double duet_sps = r->steps / r->seconds;
+  for (int compile = 0; compile < 2; compile++) {
+    const char *run = compile ? "twin torch.compile" : "twin eager";
+    twin_result t = run_twin(r->ini, batch, r->steps, threads, compile);
+    if (!t.ok) {
+      printf("| %s | %s | failed (see stderr) | | | | | | | | | | |\n", name, run);
+      continue;
+    }
+    double sps = 1e3 / t.median_ms;
+    printf("| %s | %s | %lld | %d | %d | %d | %.4f | %.3f | %.0f | %.3f | %.0f | - | %.2fx |\n", name, run, t.params,
+           r->tokens_per_clip, batch, r->steps, t.median_ms / 1e3, sps, sps * batch * r->tokens_per_clip, t.cpu_s,
+           t.rss_mib, duet_sps / sps);
+    fflush(stdout);
+  }
+  remove(r->ini);
 }
 
 static void cpu_name(char *buf, size_t size) {
@@ -170,10 +245,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < MAX_SETS) sets[n_sets++] = argv[++i];
+    else if (!strcmp(argv[i], "--twin")) twin = 1;
     else {
-      fprintf(stderr, "usage: bench_train [--steps N] [--configs tiny,small] [--threads T] [--batch B]"
-                      " [--set section.key=value ...]\n");
-      return 1;
+      int help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+      fprintf(help ? stdout : stderr, "usage: bench_train [--steps N] [--configs tiny,small] [--threads T] [--batch B]"
+                      " [--set section.key=value ...] [--twin]\n");
+      return help ? 0 : 1;
     }
   }
   if (steps < 1) steps = 1;
@@ -194,8 +271,8 @@ int main(int argc, char **argv) {
          date, cpu, sysconf(_SC_NPROCESSORS_ONLN), un.sysname, un.release, omp_get_max_threads(),
          wait ? wait : "(unset)", load[0]);
   for (int i = 0; i < n_sets; i++) printf("%s--set %s%s", i ? " " : "overrides: ", sets[i], i + 1 < n_sets ? "" : "\n\n");
-  printf("| config | parameters | tokens/clip | clips/step | steps timed | s/step | steps/s | tokens/s | CPU s/step | peak RSS MiB | GPU MiB |\n");
-  printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  printf("| config | run | parameters | tokens/clip | clips/step | steps timed | s/step | steps/s | tokens/s | CPU s/step | peak RSS MiB | GPU MiB | duet's speed against it |\n");
+  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   fflush(stdout);
   for (char *name = strtok(configs, ","); name; name = strtok(NULL, ",")) {
     int fd[2];
@@ -216,16 +293,17 @@ int main(int argc, char **argv) {
     int status;
     waitpid(pid, &status, 0);
     if (got != (ssize_t)sizeof r || !r.ok) {
-      printf("| %s | failed: %s | | | | | | | | | |\n", name, got == (ssize_t)sizeof r ? r.err : "child died");
+      printf("| %s | duet | failed: %s | | | | | | | | | | |\n", name, got == (ssize_t)sizeof r ? r.err : "child died");
       continue;
     }
     double sps = r.steps / r.seconds;
     char gpu[32] = "-";
     if (r.gpu_mib > 0) snprintf(gpu, sizeof gpu, "%.0f", r.gpu_mib);
-    printf("| %s | %lld | %d | %d | %d | %.4f | %.3f | %.0f | %.3f | %.0f | %s |\n", name, r.params,
+    printf("| %s | duet | %lld | %d | %d | %d | %.4f | %.3f | %.0f | %.3f | %.0f | %s | - |\n", name, r.params,
            r.tokens_per_clip, r.clips_per_step, r.steps, r.seconds / r.steps, sps,
            sps * r.clips_per_step * r.tokens_per_clip, r.cpu_seconds / r.steps, r.rss_mib, gpu);
     fflush(stdout);
+    if (twin && r.ini[0]) print_twin_rows(name, &r, omp_get_max_threads());
   }
   return 0;
 }
