@@ -7,8 +7,9 @@ the same config, for bench_train --twin (which prints it beside duet's own row).
 
 The step, in float32: fresh flow draws for the batch (t logit-normal per clip, noise for both
 modalities, x_t = (1 - t) x_0 + t eps, target eps - x_0), forward, MSE velocity loss of video
-plus audio, backward, clip_grad_norm_ at [train] grad_clip, AdamW with the config's lr, betas,
-eps and weight decay, and the EMA update at [train] ema_decay. The clean latents x_0 are made
+plus audio, backward, clip_grad_norm_ at [train] grad_clip, AdamW (fused=True, torch's fastest
+CPU AdamW) with the config's lr, betas, eps and weight decay, and the EMA update at [train]
+ema_decay (torch._foreach_lerp_). The clean latents x_0 are made
 once (duet's step also reads and decodes clips; this one does not). Prints one line:
 
     twin-step <median ms> <min ms> <CPU s per step> <peak RSS MiB> <parameters> <first step s>
@@ -71,7 +72,7 @@ def main():
     # Decay on matrices only, as duet's AdamW does.
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": ts["weight_decay"]},
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
-                            lr=ts["lr"], betas=(ts["beta1"], ts["beta2"]), eps=ts["eps"])
+                            lr=ts["lr"], betas=(ts["beta1"], ts["beta2"]), eps=ts["eps"], fused=True)
     fwd = torch.compile(model) if a.compile else model
     inputs = random_inputs(cfg, a.batch)
     x0_video, x0_audio = inputs["video_xt"].clone(), inputs["audio_xt"].clone()

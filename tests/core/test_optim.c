@@ -154,6 +154,27 @@ static void test_update_range_shards(void) {
   CHECK(memcmp(p1, p2, sizeof p1) == 0 && memcmp(m1, m2, sizeof m1) == 0 && memcmp(v1, v2, sizeof v1) == 0);
 }
 
+/* The range update (vector clones, blocks, threads) gives duet_adamw_update_elem's bits, which
+ * the CUDA kernel matches too: over several blocks and a ragged end, odd start included. */
+static void test_update_range_is_elementwise(void) {
+  enum { N = 70001 };
+  static float p1[N], p2[N], g[N], m1[N], m2[N], v1[N], v2[N];
+  for (int i = 0; i < N; i++) {
+    p1[i] = p2[i] = (float)cos(0.37 * i);
+    g[i] = (float)(sin(3.1 * i) * exp(-(double)(i % 11)));
+    m1[i] = m2[i] = 0.01f * (float)(i % 7 - 3);
+    v1[i] = v2[i] = 0.001f * (float)(i % 5);
+  }
+  duet_adamw_config cfg = duet_adamw_defaults();
+  cfg.weight_decay = 0.01;
+  duet_adamw_hparams h = duet_adamw_hparams_make(&cfg, 3e-3, 5, 1);
+  for (int i = 0; i < 3; i++) duet_adamw_update_elem(&p1[i], g[i], &m1[i], &v1[i], &h); /* untouched by the range */
+  for (int i = 3; i < N; i++) duet_adamw_update_elem(&p1[i], g[i], &m1[i], &v1[i], &h);
+  for (int i = 0; i < 3; i++) duet_adamw_update_elem(&p2[i], g[i], &m2[i], &v2[i], &h);
+  duet_adamw_update_range(p2, g, m2, v2, 3, N, &h);
+  CHECK(memcmp(p1, p2, sizeof p1) == 0 && memcmp(m1, m2, sizeof m1) == 0 && memcmp(v1, v2, sizeof v1) == 0);
+}
+
 static void test_refusals(void) {
   duet_param_set ps;
   duet_params_init(&ps);
@@ -332,6 +353,7 @@ int main(void) {
   test_first_step_by_hand();
   test_several_steps();
   test_update_range_shards();
+  test_update_range_is_elementwise();
   test_refusals();
   test_clip();
   test_schedules();
