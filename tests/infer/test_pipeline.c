@@ -47,17 +47,25 @@ static int run(duet_pipeline *p, duet_av_request *r, duet_av_result *out, duet_e
 /* The clean-audio clamp: the sampler's last step lands on the clamped clean estimate, so no
  * audio latent ends above clamp_audio; without the clamp this random model leaves values above
  * it (its start is unit noise), so the check below can fail. Values below the floor stay. */
+/* A t2av condition with the caption "a red ball bounces"; the caller frees *ids and *mask. */
+static duet_sample_condition caption_condition(const duet_model_config *c, int32_t **ids, uint8_t **mask) {
+  *ids = malloc(sizeof(int32_t) * (size_t)c->text_len);
+  *mask = malloc((size_t)c->text_len);
+  duet_text_tokenize(c, "a red ball bounces", *ids, *mask);
+  duet_sample_condition cond = {0};
+  cond.text_ids = *ids;
+  cond.text_mask = *mask;
+  return cond;
+}
+
 static void check_audio_clamp(duet_pipeline *q) {
   const duet_model_config *c = &q->model_cfg;
   int64_t vn = (int64_t)c->video_frames * c->video_height * c->video_width * c->video_channels;
   int64_t an = (int64_t)c->audio_frames * c->audio_channels;
   float *v = malloc(sizeof(float) * (size_t)vn), *a = malloc(sizeof(float) * (size_t)an);
-  int32_t *ids = malloc(sizeof(int32_t) * (size_t)c->text_len);
-  uint8_t *mask = malloc((size_t)c->text_len);
-  duet_text_tokenize(c, "a red ball bounces", ids, mask);
-  duet_sample_condition cond = {0};
-  cond.text_ids = ids;
-  cond.text_mask = mask;
+  int32_t *ids;
+  uint8_t *mask;
+  duet_sample_condition cond = caption_condition(c, &ids, &mask);
   duet_err err;
   for (int clamp = 0; clamp < 2; clamp++) {
     duet_sample_params sp;
@@ -119,12 +127,9 @@ static void check_audio_lag(duet_pipeline *q) {
   int64_t vn = (int64_t)c->video_frames * c->video_height * c->video_width * c->video_channels;
   int64_t an = (int64_t)c->audio_frames * c->audio_channels;
   float *v[2], *a[2];
-  int32_t *ids = malloc(sizeof(int32_t) * (size_t)c->text_len);
-  uint8_t *mask = malloc((size_t)c->text_len);
-  duet_text_tokenize(c, "a red ball bounces", ids, mask);
-  duet_sample_condition cond = {0};
-  cond.text_ids = ids;
-  cond.text_mask = mask;
+  int32_t *ids;
+  uint8_t *mask;
+  duet_sample_condition cond = caption_condition(c, &ids, &mask);
   duet_err err;
   for (int k = 0; k < 2; k++) {
     v[k] = malloc(sizeof(float) * (size_t)vn);
