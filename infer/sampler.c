@@ -196,10 +196,15 @@ int duet_sample(duet_mmdit *m, const duet_sample_params *p, const duet_sample_co
   if (video_fixed) memcpy(xv, cond->video, sizeof(float) * (size_t)s.vn);
   if (audio_fixed) memcpy(xa, cond->audio, sizeof(float) * (size_t)s.an);
 
+  /* A lag only means something when both streams are generated; with one kept or left out it
+   * would just leave the other waiting at t = 1 for part of the steps. */
+  duet_sample_params sched = *p;
+  if (video_fixed || audio_fixed || video_noise_only || audio_noise_only) sched.audio_lag = 0;
+
   duet_graph_init(&s.g, 1 << 24);
   for (int i = 0; i < p->steps && rc == DUET_OK; i++) {
     double tv0s, tv1s, ta0s, ta1s;
-    duet_sample_times(p, i, &tv0s, &tv1s, &ta0s, &ta1s);
+    duet_sample_times(&sched, i, &tv0s, &tv1s, &ta0s, &ta1s);
     double dtv = tv1s - tv0s, dta = ta1s - ta0s;
     /* Times as in training: a kept modality at 0, a left-out one at 1. */
     float tv0 = video_fixed ? 0.0f : video_noise_only ? 1.0f : (float)tv0s;

@@ -30,7 +30,8 @@ typedef struct duet_sample_params {
                                   t_a = clamp(s), so the sound is made for a video that is
                                   already partly resolved; negative: the video behind the audio.
                                   Models trained with flow.audio_lag_prob > 0 (and a lag of the
-                                  same sign) know such pairs; 0 = shared times */
+                                  same sign) know such pairs; 0 = shared times. Ignored by
+                                  tasks that keep or leave out a whole stream */
 } duet_sample_params;
 
 void duet_sample_params_defaults(duet_sample_params *p);

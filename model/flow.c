@@ -37,6 +37,8 @@ int duet_flow_config_validate(const duet_flow_config *c, duet_err *err) {
   if (c->text_dropout < 0 || c->text_dropout > 1) return duet_err_set(err, DUET_EINVAL, "flow: text_dropout must lie in [0, 1]");
   if (c->weight_video < 0 || c->weight_audio < 0) return duet_err_set(err, DUET_EINVAL, "flow: loss weights must be >= 0");
   if (c->logit_std <= 0) return duet_err_set(err, DUET_EINVAL, "flow: logit_std must be positive");
+  if (!(c->audio_lag_prob >= 0 && c->audio_lag_prob <= 1) || !(c->audio_lag_max >= -1 && c->audio_lag_max <= 1))
+    return duet_err_set(err, DUET_EINVAL, "flow: audio_lag_prob must lie in [0, 1] and audio_lag_max in [-1, 1]");
   return DUET_OK;
 }
 
