@@ -24,6 +24,8 @@ static duet_arena_block *block_new(duet_arena *a, size_t size) {
   return b;
 }
 
+size_t duet_arena_fold_size(size_t high_water) { return high_water + high_water / 64; }
+
 void duet_arena_init(duet_arena *a, size_t initial_bytes) {
   memset(a, 0, sizeof *a);
   if (initial_bytes) a->head = block_new(a, initial_bytes);
@@ -67,7 +69,7 @@ static void free_blocks(duet_arena_block *b) {
 void duet_arena_reset(duet_arena *a) {
   if (a->head && a->head->next) {
     /* Several blocks: replace them by one that holds the largest step seen so far. */
-    size_t want = a->high_water > a->capacity ? a->high_water : a->capacity;
+    size_t want = duet_arena_fold_size(a->high_water);
     free_blocks(a->head);
     a->head = NULL;
     a->capacity = 0;

@@ -26,6 +26,13 @@ typedef struct duet_arena {
 } duet_arena;
 
 void duet_arena_init(duet_arena *a, size_t initial_bytes);
+/* The size of the one block a reset folds several into: the high-water mark and 1/64 more,
+ * so that a step a little larger than any before (another task's masks, a last short batch)
+ * still fits. Not the blocks' total: they grew geometrically, so their sum can be twice
+ * what a step uses, and a block that size may not exist (small.ini at batch 16 on a 24 GB
+ * machine: the blocks summed to 27 GB, that one block could not be had, and every step grew
+ * the arena again from nothing and faulted all its pages in anew). */
+size_t duet_arena_fold_size(size_t high_water);
 /* 64-byte aligned; NULL only when the system is out of memory. */
 void *duet_arena_alloc(duet_arena *a, size_t bytes);
 void *duet_arena_calloc(duet_arena *a, size_t bytes);

@@ -77,7 +77,7 @@ void duet_dev_arena_reset(duet_dev_arena *a) {
   if (a->head && a->head->next) {
     /* Several blocks: replace them by one that holds the largest step seen so far. Freeing
      * device memory waits for the device, so no kernel of the step still uses it. */
-    size_t want = a->high_water > a->capacity ? a->high_water : a->capacity;
+    size_t want = duet_arena_fold_size(a->high_water);
     dev_blocks_free(a, a->head);
     a->head = NULL;
     a->capacity = 0;
