@@ -33,6 +33,13 @@
     _Pragma("omp parallel for simd schedule(static) if (n >= DUET_CPU_PARALLEL_MIN)")      \
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];                                      \
   }                                                                                        \
+  /* One row of bcast_acc, with the vector clones (VEC) its OpenMP region lacks. */        \
+  VEC static void bcast_row_##S(T *rd, const T *s, const T *ro, T a, int64_t sn) {         \
+    if (ro)                                                                                \
+      for (int64_t j = 0; j < sn; j++) rd[j] += a * s[j] * ro[j];                          \
+    else                                                                                   \
+      for (int64_t j = 0; j < sn; j++) rd[j] += a * s[j];                                  \
+  }                                                                                        \
   static void bcast_acc_##S(double alpha, const duet_tensor *src, const duet_tensor *other,\
                             duet_tensor *dst) {                                            \
     const T *s = src->data, *o = other ? other->data : NULL;                               \
@@ -40,15 +47,8 @@
     T a = (T)alpha;                                                                        \
     int64_t n = dst->numel, sn = src->numel, rows = n / sn;                                \
     _Pragma("omp parallel for schedule(static) if (n >= DUET_CPU_PARALLEL_MIN)")           \
-    for (int64_t r = 0; r < rows; r++) {                                                   \
-      T *rd = d + r * sn;                                                                  \
-      if (o) {                                                                             \
-        const T *ro = o + r * sn;                                                          \
-        for (int64_t j = 0; j < sn; j++) rd[j] += a * s[j] * ro[j];                        \
-      } else {                                                                             \
-        for (int64_t j = 0; j < sn; j++) rd[j] += a * s[j];                                \
-      }                                                                                    \
-    }                                                                                      \
+    for (int64_t r = 0; r < rows; r++)                                                     \
+      bcast_row_##S(d + r * sn, s, o ? o + r * sn : NULL, a, sn);                          \
   }                                                                                        \
   /* Columns [j0, j0 + nj) of reduce_rows, nj <= RED_BLOCK: walks the rows, so memory is read \
    * sequentially (one column at a time would read one value per cache line, for bias         \
