@@ -62,9 +62,9 @@ duet_adamw_hparams duet_adamw_hparams_make(const duet_adamw_config *cfg, double 
 /* The element loop sits in a function of its own so that it gets AVX2 and AVX-512 clones (an
  * OpenMP region's body is compiled for the baseline only); it vectorises only because C is
  * built with -fno-math-errno (CMakeLists.txt): sqrtf's errno branch would keep it scalar, as it
- * did before that flag. Vector square roots and divisions
- * round as the scalar ones do, and C17 contracts nothing into FMAs, so every clone gives the
- * bits of duet_adamw_update_elem (which the CUDA kernel matches too). */
+ * did before that flag. Vector square roots and divisions round as the scalar ones do, and C17
+ * contracts nothing into FMAs, so every clone gives the bits of duet_adamw_update_elem (which
+ * the CUDA kernel matches too). */
 #define ADAMW_BLOCK 8192
 DUET_VEC_F32 static void adamw_block(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
                                      int64_t n, const duet_adamw_hparams *h) {
