@@ -2,8 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 
+#include "core/blas.h"
 #include "eval/quality.h"
 
 /* LAPACK's symmetric divide-and-conquer eigensolver, as OpenBLAS exports it. The two trailing

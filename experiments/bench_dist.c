@@ -16,7 +16,6 @@
  * backward, starting and progressing buckets; --no-overlap turns it off); RSS after the timed
  * steps and peak RSS are the largest over ranks. Compute threads come from OMP_NUM_THREADS (the config's train.threads is set to
  * it). */
-#include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/blas.h"
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "data/clips.h"
@@ -203,7 +203,7 @@ int main(int argc, char **argv) {
                     "[--per-param] [--no-overlap] [--label TEXT]\n");
     return 2;
   }
-  openblas_set_num_threads(omp_get_max_threads());
+  duet_blas_set_threads(omp_get_max_threads());
   duet_train_dist dist;
   duet_err err = {0};
   if (duet_dist_mpi_init_opts(&argc, &argv, &dist, &a.mpi, &err)) {

@@ -5,13 +5,13 @@
  * --cpu-time times each call by the process's CPU time instead of the wall clock: with one
  * thread (OMP_NUM_THREADS=1) that leaves out the time other processes held the core, which on
  * a shared machine is the steadier figure. */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <time.h>
 
+#include "core/blas.h"
 #include "core/ops.h"
 #include "core/params.h"
 #include "core/rng.h"
@@ -143,8 +143,8 @@ static double sgemm_gflops(const shape_set *s, int repeats) {
   double *t = malloc(sizeof(double) * (size_t)repeats);
   for (int r = -1; r < repeats; r++) {
     double t0 = now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)out, (blasint)in, 1.0f, a,
-                (blasint)in, bm, (blasint)in, 0.0f, c, (blasint)out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (duet_blas_int)rows, (duet_blas_int)out, (duet_blas_int)in, 1.0f, a,
+                (duet_blas_int)in, bm, (duet_blas_int)in, 0.0f, c, (duet_blas_int)out);
     if (r >= 0) t[r] = now() - t0;
   }
   qsort(t, (size_t)repeats, sizeof(double), cmp_double);
@@ -187,7 +187,7 @@ int main(int argc, char **argv) {
   strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now_t));
   printf("# bench_ops — %s, %s (%s %s), OMP_NUM_THREADS=%s, OpenBLAS threads %d, median of %d, %s\n\n", date,
          cpu, u.sysname, u.machine, getenv("OMP_NUM_THREADS") ? getenv("OMP_NUM_THREADS") : "(default)",
-         openblas_get_num_threads(), repeats, bench_clock == CLOCK_MONOTONIC ? "wall time" : "process CPU time");
+         duet_blas_threads(), repeats, bench_clock == CLOCK_MONOTONIC ? "wall time" : "process CPU time");
   printf("| shape | op | forward ms | forward GFLOP/s | fwd+bwd ms | fwd+bwd GFLOP/s | sgemm GFLOP/s (same shape) |\n");
   printf("|---|---|---:|---:|---:|---:|---:|\n");
   for (int si = 0; si < 2; si++) {

@@ -30,8 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cblas.h>
 
+#include "core/blas.h"
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "data/clips.h"
@@ -256,7 +256,7 @@ int main(int argc, char **argv) {
   if (steps < 1) steps = 1;
   if (threads > 0) {
     omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
+    duet_blas_set_threads(threads);
   }
   char cpu[256], date[64];
   cpu_name(cpu, sizeof cpu);
@@ -270,6 +270,7 @@ int main(int argc, char **argv) {
   printf("## %s, %s, %ld CPUs (%s %s), %d OpenMP threads, OMP_WAIT_POLICY=%s, load average %.1f at start\n\n",
          date, cpu, sysconf(_SC_NPROCESSORS_ONLN), un.sysname, un.release, omp_get_max_threads(),
          wait ? wait : "(unset)", load[0]);
+  printf("CBLAS: %s\n\n", duet_blas_name());
   for (int i = 0; i < n_sets; i++) printf("%s--set %s%s", i ? " " : "overrides: ", sets[i], i + 1 < n_sets ? "" : "\n\n");
   printf("| config | run | parameters | tokens/clip | clips/step | steps timed | s/step | steps/s | tokens/s | CPU s/step | peak RSS MiB | GPU MiB | duet's speed against it |\n");
   printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");

@@ -1,10 +1,10 @@
 /* duet-train: trains the dual-stream MMDiT on a clip file from an INI config. */
-#include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/blas.h"
 #include "train/trainer.h"
 #ifdef DUET_WITH_MPI
 #include "train/dist_mpi.h"
@@ -131,7 +131,7 @@ int main(int argc, char **argv) {
   if (resolve_config(&a, &cfg, &err)) return fail(err.msg);
   if (cfg.train.threads > 0) {
     omp_set_num_threads(cfg.train.threads);
-    openblas_set_num_threads(cfg.train.threads);
+    duet_blas_set_threads(cfg.train.threads);
   }
   if (a.count_params) {
     int64_t n;

@@ -1,10 +1,10 @@
 /* The CPU backend's table: host memory, OpenBLAS for matrix products, OpenMP kernels. */
-#include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/blas.h"
 #include "core/cpu/cpu_kernels.h"
 
 /* core/cpu/norm_modulate.c */
@@ -26,11 +26,11 @@ static void gemm_one(duet_dtype dt, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOS
                      int64_t n, int64_t k, double alpha, const void *a, int64_t lda, const void *b,
                      int64_t ldb, double beta, void *c, int64_t ldc) {
   if (dt == DUET_F64)
-    cblas_dgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b,
-                (blasint)ldb, beta, c, (blasint)ldc);
+    cblas_dgemm(CblasRowMajor, ta, tb, (duet_blas_int)m, (duet_blas_int)n, (duet_blas_int)k, alpha, a, (duet_blas_int)lda, b,
+                (duet_blas_int)ldb, beta, c, (duet_blas_int)ldc);
   else
-    cblas_sgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)n, (blasint)k, (float)alpha, a,
-                (blasint)lda, b, (blasint)ldb, (float)beta, c, (blasint)ldc);
+    cblas_sgemm(CblasRowMajor, ta, tb, (duet_blas_int)m, (duet_blas_int)n, (duet_blas_int)k, (float)alpha, a,
+                (duet_blas_int)lda, b, (duet_blas_int)ldb, (float)beta, c, (duet_blas_int)ldc);
 }
 
 /* Below this many multiply-adds per thread a product runs on one thread: OpenBLAS also takes
@@ -59,8 +59,8 @@ static void cpu_gemm_batched(duet_dtype dt, int trans_a, int trans_b, int64_t m,
   /* Inside a parallel region the caller owns the threads: one product per call, and OpenBLAS's
    * thread count is left alone (changing that global from several threads at once would race). */
   int nested = omp_in_parallel();
-  int blas_threads = nested ? 1 : openblas_get_num_threads();
-  if (blas_threads != 1) openblas_set_num_threads(1);
+  int blas_threads = nested ? 1 : duet_blas_threads();
+  if (blas_threads != 1) duet_blas_set_threads(1);
   double work = (double)m * (double)n * (double)k;
   int threads = nested ? 1 : omp_get_max_threads();
   if (threads > 1 && batch >= threads && work * (double)batch >= GEMM_SPLIT_MIN * threads) {
@@ -97,7 +97,7 @@ static void cpu_gemm_batched(duet_dtype dt, int trans_a, int trans_b, int64_t m,
       }
     }
   }
-  if (blas_threads != 1) openblas_set_num_threads(blas_threads);
+  if (blas_threads != 1) duet_blas_set_threads(blas_threads);
 }
 
 const duet_backend duet_cpu_backend = {

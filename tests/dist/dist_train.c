@@ -19,13 +19,13 @@
  * Every rank resolves its own config; only rank 0 logs and writes the run folder. At the end
  * the ranks agree on the outcome: on failure rank 0 prints one line naming the first failing
  * rank and its message, and every rank exits 1. */
-#include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core/blas.h"
 #include "train/dist_mpi.h"
 #include "train/trainer.h"
 
@@ -154,7 +154,7 @@ int main(int argc, char **argv) {
   if (!rc) rc = resolve_config(&a, dist.rank, &cfg, &err);
   if (!rc && cfg.train.threads > 0) {
     omp_set_num_threads(cfg.train.threads);
-    openblas_set_num_threads(cfg.train.threads);
+    duet_blas_set_threads(cfg.train.threads);
   }
   if (!rc) {
     duet_trainer_opts o = {.cfg = &cfg, .resume = a.resume != NULL, .dist = dist, .log = log_line};
