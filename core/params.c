@@ -140,7 +140,32 @@ int64_t duet_params_numel(const duet_param_set *ps) {
   return n;
 }
 
+/* On the CPU, one parallel loop over blocks of every gradient (duet_blocks_layout); most are
+ * too small to split on their own. */
+#define ZERO_BLOCK 16384
+static int zero_grad_cpu(duet_param_set *ps) {
+  int n = ps->count;
+  duet_tensor **g = malloc(((size_t)n + 1) * sizeof *g);
+  int64_t *first = malloc(((size_t)n + 1) * sizeof *first);
+  if (!g || !first) {
+    free(g), free(first);
+    return 0;
+  }
+  for (int i = 0; i < n; i++) g[i] = ps->items[i]->grad;
+  int64_t nblk = duet_blocks_layout(g, n, ZERO_BLOCK, first);
+#pragma omp parallel for schedule(static) if (nblk > 4)
+  for (int64_t b = 0; b < nblk; b++) {
+    int i = duet_blocks_owner(first, n, b);
+    int64_t lo = (b - first[i]) * ZERO_BLOCK, len = g[i]->numel - lo < ZERO_BLOCK ? g[i]->numel - lo : ZERO_BLOCK;
+    size_t es = duet_dtype_size(g[i]->dtype);
+    memset((char *)g[i]->data + (size_t)lo * es, 0, (size_t)len * es);
+  }
+  free(g), free(first);
+  return 1;
+}
+
 void duet_params_zero_grad(duet_param_set *ps) {
+  if (ps->device == DUET_CPU && zero_grad_cpu(ps)) return;
   for (int i = 0; i < ps->count; i++)
     if (ps->items[i]->grad) duet_tensor_zero(ps->items[i]->grad);
 }
@@ -154,6 +179,16 @@ void duet_params_free(duet_param_set *ps) {
   }
   free(ps->items);
   memset(ps, 0, sizeof *ps);
+}
+
+int64_t duet_blocks_layout(duet_tensor *const *t, int n, int64_t block, int64_t *first) {
+  int64_t total = 0;
+  for (int i = 0; i < n; i++) {
+    first[i] = total;
+    if (t[i]) total += (t[i]->numel + block - 1) / block;
+  }
+  first[n] = total;
+  return total;
 }
 
 /* New device storage for t (same bytes), or NULL. */

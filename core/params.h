@@ -33,6 +33,25 @@ void duet_params_free(duet_param_set *ps);
  * has no backend (no GPU, or a build without CUDA). On failure nothing has moved. */
 int duet_params_to_device(duet_param_set *ps, duet_device dev, duet_err *err);
 
+/* ---- one parallel loop over many tensors ---- */
+
+/* Blocks of at most `block` elements laid end to end over the tensors t[0..n) (a NULL entry
+ * has none): first[i] is the global index of tensor i's first block and first[n] the total,
+ * which is returned. A pass over every parameter then runs as one parallel loop over blocks
+ * rather than one loop per tensor, most of which are too small to split on their own. */
+int64_t duet_blocks_layout(duet_tensor *const *t, int n, int64_t block, int64_t *first);
+
+/* The tensor that global block b belongs to (first from duet_blocks_layout). */
+static inline int duet_blocks_owner(const int64_t *first, int n, int64_t b) {
+  int lo = 0, hi = n - 1; /* first[lo] <= b < first[hi + 1] */
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (first[mid] <= b) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 /* ---- owned tensors on any device (parameters, gradients, optimizer and EMA state) ---- */
 
 /* A zeroed tensor that owns its storage on dev: duet_tensor_new() for the CPU, the device

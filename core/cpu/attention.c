@@ -298,6 +298,10 @@ static double pos_at(const duet_tensor *pos, int64_t i) {
  * cosines and sines fit in arrays on the stack whatever the head width. */
 #define ROPE_CHUNK 128
 
+/* Angles (tokens x pairs) from which a call uses every thread: each costs a sine and a cosine
+ * in double, so the split pays off far below DUET_CPU_PARALLEL_MIN elements. */
+#define ROPE_PARALLEL_MIN 1024
+
 /* The frequencies of pairs [p0, p0 + n) in the order the kernel walks them (axis by axis), and
  * the axis each belongs to. pow is called once per pair and call, not once per token. */
 static void rope_chunk_freqs(const duet_rope_spec *spec, int64_t p0, int64_t n, double *freq,
@@ -334,7 +338,7 @@ static void rope_chunk_freqs(const duet_rope_spec *spec, int64_t p0, int64_t n, 
       double freq[ROPE_CHUNK];                                                                     \
       int axis[ROPE_CHUNK];                                                                        \
       rope_chunk_freqs(spec, p0, np, freq, axis);                                                  \
-      _Pragma("omp parallel for schedule(static) if (x->numel >= DUET_CPU_PARALLEL_MIN)")          \
+      _Pragma("omp parallel for schedule(static) if (ntok * np >= ROPE_PARALLEL_MIN)")             \
       for (int64_t t = 0; t < ntok; t++) {                                                         \
         T cs[ROPE_CHUNK], sn[ROPE_CHUNK];                                                          \
         for (int64_t q = 0; q < np; q++) {                                                         \

@@ -18,7 +18,26 @@ static void *cpu_alloc(size_t bytes) {
 }
 
 static void cpu_free(void *p) { free(p); }
-static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
+/* Below this a memset is cheaper than waking the other threads. */
+#define ZERO_PARALLEL_MIN ((size_t)256 << 10)
+
+/* A large buffer is cleared by every thread, one page-aligned share each. Gradient buffers
+ * are cleared on the main thread between parallel kernels, and with two threads a serial
+ * memset left the other waiting: the largest part of the serial time in a tiny.ini step
+ * (experiments/RESULTS-train.md, "Serial time at two threads"). */
+static void cpu_zero(void *p, size_t bytes) {
+  int threads = omp_get_max_threads();
+  if (bytes < ZERO_PARALLEL_MIN || threads < 2 || omp_in_parallel()) {
+    memset(p, 0, bytes);
+    return;
+  }
+  size_t share = (bytes / (size_t)threads + 4095) & ~(size_t)4095;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int i = 0; i < threads; i++) {
+    size_t lo = (size_t)i * share;
+    if (lo < bytes) memset((char *)p + lo, 0, bytes - lo < share ? bytes - lo : share);
+  }
+}
 static void cpu_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 
 /* One product on the calling thread. */

@@ -1,6 +1,8 @@
 /* AdamW against a double-precision reference, gradient clipping, LR schedules and EMA. */
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/ema.h"
@@ -348,6 +350,87 @@ static void test_ema(void) {
   duet_params_free(&ps);
 }
 
+/* Block tables over tensors of assorted sizes: every element is covered once, in order, and a
+ * block's owner is the tensor it lies in, also next to tensors without blocks. */
+static void test_blocks_layout(void) {
+  duet_tensor a = {0}, b = {0}, d = {0};
+  a.numel = 5, b.numel = 0, d.numel = 9;
+  duet_tensor *ts[5] = {&a, NULL, &b, &d, NULL};
+  int64_t first[6];
+  CHECK_EQ_INT(duet_blocks_layout(ts, 5, 4, first), 2 + 3);
+  int64_t want[6] = {0, 2, 2, 2, 5, 5};
+  for (int i = 0; i < 6; i++) CHECK_EQ_INT(first[i], want[i]);
+  int owner[5] = {0, 0, 3, 3, 3};
+  for (int64_t blk = 0; blk < 5; blk++) CHECK_EQ_INT(duet_blocks_owner(first, 5, blk), owner[blk]);
+}
+
+/* The step over every parameter at once (one parallel loop over blocks) gives each element the
+ * bits of duet_adamw_update_range on its own tensor, EMA the bits of its formula, and
+ * zero_grad clears every gradient: tensors around the block sizes, a frozen one between,
+ * at two threads. */
+static void test_step_over_blocks(void) {
+  int threads = omp_get_max_threads();
+  omp_set_num_threads(2);
+  duet_param_set ps;
+  duet_params_init(&ps);
+  const int64_t sizes[6] = {1, 8191, 8192, 3, 8193, 40000};
+  const int trainable[6] = {1, 1, 1, 0, 1, 1};
+  char name[16];
+  for (int i = 0; i < 6; i++) {
+    snprintf(name, sizeof name, "p%d", i);
+    add(&ps, name, 1, &sizes[i], trainable[i]);
+  }
+  /* The same values in a second set, updated tensor by tensor. */
+  float *p0[6], *m0[6], *v0[6], *e0[6];
+  for (int i = 0; i < 6; i++) {
+    duet_tensor *t = ps.items[i];
+    size_t n = (size_t)t->numel;
+    p0[i] = calloc(n, 4), m0[i] = calloc(n, 4), v0[i] = calloc(n, 4), e0[i] = calloc(n, 4);
+    for (int64_t k = 0; k < t->numel; k++) {
+      e0[i][k] = p0[i][k] = fdata(t)[k] = (float)(0.01 * (double)k - 0.3 * i);
+      if (t->grad) fdata(t->grad)[k] = (float)grad_at(i, k, 0);
+    }
+  }
+  duet_adamw_config cfg = duet_adamw_defaults();
+  cfg.weight_decay = 0.1;
+  duet_adamw opt;
+  duet_ema ema;
+  duet_err err = {0};
+  CHECK(duet_adamw_init(&opt, &ps, &cfg, only_named, "p4", &err) == 0);
+  CHECK(duet_ema_init(&ema, &ps, 0.75, &err) == 0);
+  for (int step = 1; step <= 2; step++) {
+    CHECK(duet_adamw_step(&opt, 1e-2, &err) == 0);
+    CHECK(duet_ema_update(&ema, &err) == 0);
+    for (int i = 0; i < 6; i++) {
+      if (!trainable[i]) continue;
+      duet_adamw_hparams h = duet_adamw_hparams_make(&cfg, 1e-2, step, i == 4);
+      duet_adamw_update_range(p0[i], fdata(ps.items[i]->grad), m0[i], v0[i], 0, sizes[i], &h);
+      for (int64_t k = 0; k < sizes[i]; k++) e0[i][k] = 0.75f * e0[i][k] + 0.25f * p0[i][k];
+    }
+  }
+  for (int i = 0; i < 6; i++) {
+    duet_tensor *t = ps.items[i];
+    size_t bytes = (size_t)t->numel * 4;
+    CHECK_MSG(memcmp(t->data, p0[i], bytes) == 0, "p%d", i);
+    if (!trainable[i]) continue;
+    CHECK_MSG(memcmp(opt.m[i]->data, m0[i], bytes) == 0 && memcmp(opt.v[i]->data, v0[i], bytes) == 0, "p%d", i);
+    CHECK_MSG(memcmp(ema.shadow[i]->data, e0[i], bytes) == 0, "p%d: EMA", i);
+  }
+  duet_params_zero_grad(&ps);
+  for (int i = 0; i < 6; i++) {
+    duet_tensor *g = ps.items[i]->grad;
+    if (!g) continue;
+    int nonzero = 0;
+    for (int64_t k = 0; k < g->numel; k++) nonzero += fdata(g)[k] != 0.0f;
+    CHECK_MSG(nonzero == 0, "p%d: %d gradient values left", i, nonzero);
+  }
+  for (int i = 0; i < 6; i++) free(p0[i]), free(m0[i]), free(v0[i]), free(e0[i]);
+  duet_ema_free(&ema);
+  duet_adamw_free(&opt);
+  duet_params_free(&ps);
+  omp_set_num_threads(threads);
+}
+
 int main(void) {
   test_default_decay_rule();
   test_first_step_by_hand();
@@ -358,5 +441,7 @@ int main(void) {
   test_clip();
   test_schedules();
   test_ema();
+  test_blocks_layout();
+  test_step_over_blocks();
   return test_finish("core_optim");
 }
