@@ -1,4 +1,4 @@
-/* CPU kernels for multi-head attention and rotary positions.
+/* CPU kernels for multi-head attention (rotary positions: core/cpu/rope.c).
  *
  * Attention is flash-style over tiles, with the products done by BLAS: a forward task is one
  * (batch, head, block of Q_BLOCK queries); it walks the keys in tiles, computes the score tile
@@ -290,87 +290,6 @@ static void gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, double alp
 DEFINE_ATTENTION(float, f32, VEC_F32)
 DEFINE_ATTENTION(double, f64, )
 
-static double pos_at(const duet_tensor *pos, int64_t i) {
-  return pos->dtype == DUET_F64 ? ((const double *)pos->data)[i] : ((const float *)pos->data)[i];
-}
-
-/* Rotary pairs are handled ROPE_CHUNK at a time, so that their frequencies and one token's
- * cosines and sines fit in arrays on the stack whatever the head width. */
-#define ROPE_CHUNK 128
-
-/* Angles (tokens x pairs) from which a call uses every thread: each costs a sine and a cosine
- * in double, so the split pays off far below DUET_CPU_PARALLEL_MIN elements. */
-#define ROPE_PARALLEL_MIN 1024
-
-/* The frequencies of pairs [p0, p0 + n) in the order the kernel walks them (axis by axis), and
- * the axis each belongs to. pow is called once per pair and call, not once per token. */
-static void rope_chunk_freqs(const duet_rope_spec *spec, int64_t p0, int64_t n, double *freq,
-                             int *axis) {
-  int64_t pair = 0;
-  for (int a = 0; a < spec->n_axes; a++) {
-    int P = spec->pairs_per_axis[a];
-    for (int j = 0; j < P; j++, pair++) {
-      if (pair < p0 || pair >= p0 + n) continue;
-      freq[pair - p0] = pow(spec->theta, -(double)j / (double)P);
-      axis[pair - p0] = a;
-    }
-  }
-}
-
-/* One body for both directions: the inverse of a rotation by a is the rotation by -a, so the
- * backward is the forward with the sine negated, accumulating into the gradient. Angles and
- * their sines are computed in double whatever x's dtype, because positions (seconds, frame or
- * patch indices) times the fastest frequency can be large and f32 would lose the phase. When
- * the positions are shared by the batch ([L, n_axes]), a token's cosines and sines are computed
- * once and applied to every sample's row. */
-#define DEFINE_ROPE(T, S)                                                                          \
-  static void rope_apply_##S(const duet_tensor *x, const duet_tensor *pos, int heads,              \
-                             const duet_rope_spec *spec, int inverse, duet_tensor *y) {            \
-    const T *px = x->data;                                                                         \
-    T *py = y->data;                                                                               \
-    int64_t B = x->shape[0], L = x->shape[1], C = x->shape[2], Dh = C / heads;                     \
-    int na = spec->n_axes;                                                                         \
-    int per_sample = pos->ndim == 3;                                                               \
-    int64_t npairs = 0, ntok = per_sample ? B * L : L, nsamp = per_sample ? 1 : B;                 \
-    for (int a = 0; a < na; a++) npairs += spec->pairs_per_axis[a];                                \
-    for (int64_t p0 = 0; p0 < npairs; p0 += ROPE_CHUNK) {                                          \
-      int64_t np = npairs - p0 < ROPE_CHUNK ? npairs - p0 : ROPE_CHUNK;                            \
-      double freq[ROPE_CHUNK];                                                                     \
-      int axis[ROPE_CHUNK];                                                                        \
-      rope_chunk_freqs(spec, p0, np, freq, axis);                                                  \
-      _Pragma("omp parallel for schedule(static) if (ntok * np >= ROPE_PARALLEL_MIN)")             \
-      for (int64_t t = 0; t < ntok; t++) {                                                         \
-        T cs[ROPE_CHUNK], sn[ROPE_CHUNK];                                                          \
-        for (int64_t q = 0; q < np; q++) {                                                         \
-          double ang = pos_at(pos, t * na + axis[q]) * freq[q];                                    \
-          cs[q] = (T)cos(ang);                                                                     \
-          sn[q] = (T)(inverse ? -sin(ang) : sin(ang));                                             \
-        }                                                                                          \
-        for (int64_t b = 0; b < nsamp; b++) {                                                      \
-          int64_t row = per_sample ? t : b * L + t;                                                \
-          const T *xr = px + row * C;                                                              \
-          T *yr = py + row * C;                                                                    \
-          for (int64_t h = 0; h < heads; h++) {                                                    \
-            for (int64_t q = 0; q < np; q++) {                                                     \
-              int64_t i0 = h * Dh + 2 * (p0 + q);                                                  \
-              T x0 = xr[i0], x1 = xr[i0 + 1], c = cs[q], s = sn[q];                                \
-              if (inverse) {                                                                       \
-                yr[i0] += x0 * c - x1 * s;                                                         \
-                yr[i0 + 1] += x0 * s + x1 * c;                                                     \
-              } else {                                                                             \
-                yr[i0] = x0 * c - x1 * s;                                                          \
-                yr[i0 + 1] = x0 * s + x1 * c;                                                      \
-              }                                                                                    \
-            }                                                                                      \
-          }                                                                                        \
-        }                                                                                          \
-      }                                                                                            \
-    }                                                                                              \
-  }
-
-DEFINE_ROPE(float, f32)
-DEFINE_ROPE(double, f64)
-
 #define DISPATCH(name, t, ...)                                                                     \
   do { if ((t)->dtype == DUET_F64) name##_f64(__VA_ARGS__); else name##_f32(__VA_ARGS__); } while (0)
 
@@ -389,12 +308,12 @@ static void attention_bwd(const duet_tensor *q, const duet_tensor *k, const duet
 
 static void rope_fwd(const duet_tensor *x, const duet_tensor *pos, int heads,
                      const duet_rope_spec *spec, duet_tensor *y) {
-  DISPATCH(rope_apply, x, x, pos, heads, spec, 0, y);
+  duet_cpu_rope_apply(x, pos, heads, spec, 0, y);
 }
 
 static void rope_bwd(const duet_tensor *dy, const duet_tensor *pos, int heads,
                      const duet_rope_spec *spec, duet_tensor *dx) {
-  DISPATCH(rope_apply, dy, dy, pos, heads, spec, 1, dx);
+  duet_cpu_rope_apply(dy, pos, heads, spec, 1, dx);
 }
 
 const struct duet_kernels_attention duet_cpu_attention_kernels = {

@@ -14,6 +14,12 @@ extern const struct duet_kernels_attention duet_cpu_attention_kernels;
 extern const struct duet_kernels_layout duet_cpu_layout_kernels;
 extern const struct duet_kernels_loss duet_cpu_loss_kernels;
 
+/* Rotary positions (core/cpu/rope.c): y = x rotated by pos's angles, or, with inverse, dx +=
+ * dy rotated back. The attention kernels' table calls it. */
+struct duet_rope_spec;
+void duet_cpu_rope_apply(const duet_tensor *x, const duet_tensor *pos, int heads,
+                         const struct duet_rope_spec *spec, int inverse, duet_tensor *y);
+
 /* Work at or above this many elements is split across OpenMP threads. */
 #define DUET_CPU_PARALLEL_MIN 32768
 

@@ -422,6 +422,18 @@ static void test_rope_values(void) {
       /* A rotation keeps each pair's length. */
       CHECK_NEAR(hypot(yq[2 * pair], yq[2 * pair + 1]), hypot(x0, x1), 1e-14);
     }
+  /* The CPU kernel keeps the sines and cosines of recent positions and finds them by value:
+   * more distinct positions than it keeps, each (at the same arena address, one graph after
+   * another) rotated by its own angles, then the first ones again after they were replaced. */
+  for (int round = 0; round < 2; round++)
+    for (int i = 0; i < 12; i++) {
+      double pi[3] = {0.7 * i, -1.0 * i, 3.0 + i};
+      rope_one(q, DH, pi, &s3, yq);
+      double ang = pi[0], x0 = q[0], x1 = q[1];
+      CHECK_NEAR(yq[0], x0 * cos(ang) - x1 * sin(ang), 1e-14);
+      ang = pi[2]; /* axis 2's first pair: pair 5 */
+      CHECK_NEAR(yq[11], q[10] * sin(ang) + q[11] * cos(ang), 1e-14);
+    }
   double zero[3] = {0, 0, 0};
   rope_one(q, DH, zero, &s3, yq);
   for (int i = 0; i < DH; i++) CHECK(yq[i] == q[i]);
