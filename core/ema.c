@@ -80,23 +80,17 @@ void duet_ema_free(duet_ema *e) {
   memset(e, 0, sizeof *e);
 }
 
-/* Every CPU shadow's update as one parallel loop over blocks (duet_blocks_layout), as AdamW's
- * step: most tensors are too small to split on their own. 0 when the block table cannot be
- * allocated (the caller then goes tensor by tensor). */
-static int ema_update_cpu(duet_ema *e, float d, float w) {
-  int n = e->count;
-  int64_t *first = malloc(((size_t)n + 1) * sizeof *first);
-  if (!first) return 0;
-  int64_t nblk = duet_blocks_layout(e->shadow, n, EMA_BLOCK, first);
-#pragma omp parallel for schedule(static) if (nblk * EMA_BLOCK > OMP_MIN_ELEMS)
-  for (int64_t b = 0; b < nblk; b++) {
-    int i = duet_blocks_owner(first, n, b);
-    int64_t numel = e->shadow[i]->numel, lo = (b - first[i]) * EMA_BLOCK;
-    ema_block((float *)e->shadow[i]->data + lo, (const float *)e->params->items[i]->data + lo,
-              numel - lo < EMA_BLOCK ? numel - lo : EMA_BLOCK, d, w);
-  }
-  free(first);
-  return 1;
+/* Every CPU shadow's update as one parallel loop over blocks (duet_blocks_parallel), as
+ * AdamW's step: most tensors are too small to split on their own. */
+typedef struct ema_pass {
+  duet_ema *e;
+  float d, w;
+} ema_pass;
+
+static void ema_pass_block(void *ctx, int i, int64_t lo, int64_t len) {
+  ema_pass *a = ctx;
+  ema_block((float *)a->e->shadow[i]->data + lo, (const float *)a->e->params->items[i]->data + lo, len, a->d,
+            a->w);
 }
 
 int duet_ema_update(duet_ema *e, duet_err *err) {
@@ -104,7 +98,9 @@ int duet_ema_update(duet_ema *e, duet_err *err) {
   if (e->params->count != e->count)
     return duet_err_set(err, DUET_EINVAL, "ema: the parameter set changed after init");
   const float d = (float)e->decay, w = (float)(1.0 - e->decay);
-  if (e->params->device == DUET_CPU && ema_update_cpu(e, d, w)) {
+  if (e->params->device == DUET_CPU) {
+    ema_pass a = {e, d, w};
+    duet_blocks_parallel(e->shadow, e->count, EMA_BLOCK, OMP_MIN_ELEMS, ema_pass_block, &a);
     e->updates++;
     return DUET_OK;
   }

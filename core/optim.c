@@ -174,27 +174,19 @@ int duet_adamw_set_decay(duet_adamw *opt, const char *name, int decay, duet_err 
   return DUET_OK;
 }
 
-/* Every CPU parameter's update as one parallel loop over blocks (duet_blocks_layout): most of
- * a small model's tensors are below OMP_MIN_ELEMS, and updated one by one they ran on one
- * thread while the others waited. The same elementwise update, so the same bits. 0 when the
- * block table cannot be allocated (the caller then goes parameter by parameter). */
-static int adamw_step_cpu(duet_adamw *opt, double lr, int64_t step) {
-  int n = opt->count;
-  int64_t *first = malloc(((size_t)n + 1) * sizeof *first);
-  if (!first) return 0;
-  int64_t nblk = duet_blocks_layout(opt->m, n, ADAMW_BLOCK, first);
-  duet_adamw_hparams h[2] = {duet_adamw_hparams_make(&opt->cfg, lr, step, 0),
-                             duet_adamw_hparams_make(&opt->cfg, lr, step, 1)};
-#pragma omp parallel for schedule(static) if (nblk * ADAMW_BLOCK > OMP_MIN_ELEMS)
-  for (int64_t b = 0; b < nblk; b++) {
-    int i = duet_blocks_owner(first, n, b);
-    duet_tensor *t = opt->params->items[i];
-    int64_t lo = (b - first[i]) * ADAMW_BLOCK, len = t->numel - lo < ADAMW_BLOCK ? t->numel - lo : ADAMW_BLOCK;
-    adamw_block((float *)t->data + lo, (const float *)t->grad->data + lo, (float *)opt->m[i]->data + lo,
-                (float *)opt->v[i]->data + lo, len, &h[opt->decay[i] != 0]);
-  }
-  free(first);
-  return 1;
+/* Every CPU parameter's update as one parallel loop over blocks (duet_blocks_parallel): most
+ * of a small model's tensors are below OMP_MIN_ELEMS, and updated one by one they ran on one
+ * thread while the others waited. The same elementwise update, so the same bits. */
+typedef struct adamw_pass {
+  duet_adamw *opt;
+  duet_adamw_hparams h[2]; /* without and with weight decay */
+} adamw_pass;
+
+static void adamw_pass_block(void *ctx, int i, int64_t lo, int64_t len) {
+  adamw_pass *a = ctx;
+  duet_tensor *t = a->opt->params->items[i];
+  adamw_block((float *)t->data + lo, (const float *)t->grad->data + lo, (float *)a->opt->m[i]->data + lo,
+              (float *)a->opt->v[i]->data + lo, len, &a->h[a->opt->decay[i] != 0]);
 }
 
 int duet_adamw_step(duet_adamw *opt, double lr, duet_err *err) {
@@ -203,7 +195,10 @@ int duet_adamw_step(duet_adamw *opt, double lr, duet_err *err) {
                         opt->count, opt->params ? opt->params->count : 0);
   if (!(lr >= 0) || isinf(lr)) return duet_err_set(err, DUET_ENUMERIC, "adamw: learning rate %g", lr);
   int64_t step = opt->step + 1;
-  if (opt->params->device == DUET_CPU && adamw_step_cpu(opt, lr, step)) {
+  if (opt->params->device == DUET_CPU) {
+    adamw_pass a = {opt, {duet_adamw_hparams_make(&opt->cfg, lr, step, 0),
+                          duet_adamw_hparams_make(&opt->cfg, lr, step, 1)}};
+    duet_blocks_parallel(opt->m, opt->count, ADAMW_BLOCK, OMP_MIN_ELEMS, adamw_pass_block, &a);
     opt->step = step;
     return DUET_OK;
   }

@@ -1,5 +1,6 @@
 #include "core/params.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,32 +141,19 @@ int64_t duet_params_numel(const duet_param_set *ps) {
   return n;
 }
 
-/* On the CPU, one parallel loop over blocks of every gradient (duet_blocks_layout); most are
- * too small to split on their own. */
-#define ZERO_BLOCK 16384
-static int zero_grad_cpu(duet_param_set *ps) {
-  int n = ps->count;
-  duet_tensor **g = malloc(((size_t)n + 1) * sizeof *g);
-  int64_t *first = malloc(((size_t)n + 1) * sizeof *first);
-  if (!g || !first) {
-    free(g), free(first);
-    return 0;
-  }
-  for (int i = 0; i < n; i++) g[i] = ps->items[i]->grad;
-  int64_t nblk = duet_blocks_layout(g, n, ZERO_BLOCK, first);
-#pragma omp parallel for schedule(static) if (nblk > 4)
-  for (int64_t b = 0; b < nblk; b++) {
-    int i = duet_blocks_owner(first, n, b);
-    int64_t lo = (b - first[i]) * ZERO_BLOCK, len = g[i]->numel - lo < ZERO_BLOCK ? g[i]->numel - lo : ZERO_BLOCK;
-    size_t es = duet_dtype_size(g[i]->dtype);
-    memset((char *)g[i]->data + (size_t)lo * es, 0, (size_t)len * es);
-  }
-  free(g), free(first);
-  return 1;
+/* On the CPU, one parallel loop over blocks of every gradient (duet_blocks_parallel). */
+static void zero_block(void *ctx, int i, int64_t lo, int64_t len) {
+  duet_tensor *g = ((duet_tensor **)ctx)[i]->grad;
+  if (!g) return;
+  size_t es = duet_dtype_size(g->dtype);
+  memset((char *)g->data + (size_t)lo * es, 0, (size_t)len * es);
 }
 
 void duet_params_zero_grad(duet_param_set *ps) {
-  if (ps->device == DUET_CPU && zero_grad_cpu(ps)) return;
+  if (ps->device == DUET_CPU) {
+    duet_blocks_parallel(ps->items, ps->count, 16384, 65536, zero_block, ps->items);
+    return;
+  }
   for (int i = 0; i < ps->count; i++)
     if (ps->items[i]->grad) duet_tensor_zero(ps->items[i]->grad);
 }
@@ -181,14 +169,20 @@ void duet_params_free(duet_param_set *ps) {
   memset(ps, 0, sizeof *ps);
 }
 
-int64_t duet_blocks_layout(duet_tensor *const *t, int n, int64_t block, int64_t *first) {
+void duet_blocks_parallel(duet_tensor *const *t, int n, int64_t block, int64_t min_elems,
+                          duet_block_fn fn, void *ctx) {
   int64_t total = 0;
-  for (int i = 0; i < n; i++) {
-    first[i] = total;
-    if (t[i]) total += (t[i]->numel + block - 1) / block;
+  for (int i = 0; i < n; i++) total += t[i] ? t[i]->numel : 0;
+#pragma omp parallel if (total >= min_elems)
+  {
+    int threads = omp_get_num_threads(), me = omp_get_thread_num();
+    int64_t b = 0; /* global block index: block b goes to thread b mod threads */
+    for (int i = 0; i < n; i++) {
+      if (!t[i]) continue;
+      for (int64_t lo = 0; lo < t[i]->numel; lo += block, b++)
+        if (b % threads == me) fn(ctx, i, lo, t[i]->numel - lo < block ? t[i]->numel - lo : block);
+    }
   }
-  first[n] = total;
-  return total;
 }
 
 /* New device storage for t (same bytes), or NULL. */

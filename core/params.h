@@ -35,22 +35,14 @@ int duet_params_to_device(duet_param_set *ps, duet_device dev, duet_err *err);
 
 /* ---- one parallel loop over many tensors ---- */
 
-/* Blocks of at most `block` elements laid end to end over the tensors t[0..n) (a NULL entry
- * has none): first[i] is the global index of tensor i's first block and first[n] the total,
- * which is returned. A pass over every parameter then runs as one parallel loop over blocks
- * rather than one loop per tensor, most of which are too small to split on their own. */
-int64_t duet_blocks_layout(duet_tensor *const *t, int n, int64_t block, int64_t *first);
-
-/* The tensor that global block b belongs to (first from duet_blocks_layout). */
-static inline int duet_blocks_owner(const int64_t *first, int n, int64_t b) {
-  int lo = 0, hi = n - 1; /* first[lo] <= b < first[hi + 1] */
-  while (lo < hi) {
-    int mid = (lo + hi + 1) / 2;
-    if (first[mid] <= b) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
+/* Calls fn(ctx, i, lo, len) for every block [lo, lo + len) of at most `block` elements of the
+ * tensors t[0..n) (NULL entries have none), the blocks dealt in turn to the threads of one
+ * parallel region (one thread when the tensors hold fewer than min_elems elements in all). A
+ * pass over every parameter then runs as one parallel loop rather than one per tensor, most of
+ * which are too small to split on their own. fn must touch only its block. */
+typedef void (*duet_block_fn)(void *ctx, int i, int64_t lo, int64_t len);
+void duet_blocks_parallel(duet_tensor *const *t, int n, int64_t block, int64_t min_elems,
+                          duet_block_fn fn, void *ctx);
 
 /* ---- owned tensors on any device (parameters, gradients, optimizer and EMA state) ---- */
 

@@ -350,18 +350,42 @@ static void test_ema(void) {
   duet_params_free(&ps);
 }
 
-/* Block tables over tensors of assorted sizes: every element is covered once, in order, and a
- * block's owner is the tensor it lies in, also next to tensors without blocks. */
-static void test_blocks_layout(void) {
+/* Blocks over tensors of assorted sizes: every element is visited exactly once, by a block
+ * of its own tensor of at most the block size, and tensors without elements are skipped; at
+ * two threads and on one (below the threshold). */
+typedef struct block_visits {
+  int hits[4][9];
+  int bad;
+} block_visits;
+
+static void count_block(void *ctx, int i, int64_t lo, int64_t len) {
+  block_visits *v = ctx;
+  if (len < 1 || len > 4 || lo % 4 != 0) {
+#pragma omp atomic
+    v->bad++;
+  }
+  for (int64_t k = lo; k < lo + len; k++) {
+#pragma omp atomic
+    v->hits[i][k]++;
+  }
+}
+
+static void test_blocks_parallel(void) {
+  int threads = omp_get_max_threads();
+  omp_set_num_threads(2);
   duet_tensor a = {0}, b = {0}, d = {0};
   a.numel = 5, b.numel = 0, d.numel = 9;
-  duet_tensor *ts[5] = {&a, NULL, &b, &d, NULL};
-  int64_t first[6];
-  CHECK_EQ_INT(duet_blocks_layout(ts, 5, 4, first), 2 + 3);
-  int64_t want[6] = {0, 2, 2, 2, 5, 5};
-  for (int i = 0; i < 6; i++) CHECK_EQ_INT(first[i], want[i]);
-  int owner[5] = {0, 0, 3, 3, 3};
-  for (int64_t blk = 0; blk < 5; blk++) CHECK_EQ_INT(duet_blocks_owner(first, 5, blk), owner[blk]);
+  duet_tensor *ts[4] = {&a, NULL, &b, &d};
+  for (int min = 0; min <= 100; min += 100) {
+    block_visits v = {0};
+    duet_blocks_parallel(ts, 4, 4, min, count_block, &v);
+    CHECK(v.bad == 0);
+    int ok = 1;
+    for (int k = 0; k < 9; k++)
+      ok &= v.hits[0][k] == (k < 5) && v.hits[1][k] == 0 && v.hits[2][k] == 0 && v.hits[3][k] == 1;
+    CHECK_MSG(ok, "each element once (min_elems %d)", min);
+  }
+  omp_set_num_threads(threads);
 }
 
 /* The step over every parameter at once (one parallel loop over blocks) gives each element the
@@ -441,7 +465,7 @@ int main(void) {
   test_clip();
   test_schedules();
   test_ema();
-  test_blocks_layout();
+  test_blocks_parallel();
   test_step_over_blocks();
   return test_finish("core_optim");
 }
