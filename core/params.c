@@ -141,7 +141,10 @@ int64_t duet_params_numel(const duet_param_set *ps) {
   return n;
 }
 
-/* On the CPU, one parallel loop over blocks of every gradient (duet_blocks_parallel). */
+/* On the CPU, one parallel loop over blocks of every gradient (duet_blocks_parallel), from
+ * ZERO_PARALLEL_MIN elements in all. */
+#define ZERO_BLOCK 16384
+#define ZERO_PARALLEL_MIN 65536
 static void zero_block(void *ctx, int i, int64_t lo, int64_t len) {
   duet_tensor *g = ((duet_tensor **)ctx)[i]->grad;
   if (!g) return;
@@ -151,7 +154,7 @@ static void zero_block(void *ctx, int i, int64_t lo, int64_t len) {
 
 void duet_params_zero_grad(duet_param_set *ps) {
   if (ps->device == DUET_CPU) {
-    duet_blocks_parallel(ps->items, ps->count, 16384, 65536, zero_block, ps->items);
+    duet_blocks_parallel(ps->items, ps->count, ZERO_BLOCK, ZERO_PARALLEL_MIN, zero_block, ps->items);
     return;
   }
   for (int i = 0; i < ps->count; i++)

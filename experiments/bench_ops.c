@@ -143,8 +143,9 @@ static double sgemm_gflops(const shape_set *s, int repeats) {
   double *t = malloc(sizeof(double) * (size_t)repeats);
   for (int r = -1; r < repeats; r++) {
     double t0 = now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (duet_blas_int)rows, (duet_blas_int)out, (duet_blas_int)in, 1.0f, a,
-                (duet_blas_int)in, bm, (duet_blas_int)in, 0.0f, c, (duet_blas_int)out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (duet_blas_int)rows, (duet_blas_int)out,
+                (duet_blas_int)in, 1.0f, a, (duet_blas_int)in, bm, (duet_blas_int)in, 0.0f, c,
+                (duet_blas_int)out);
     if (r >= 0) t[r] = now() - t0;
   }
   qsort(t, (size_t)repeats, sizeof(double), cmp_double);

@@ -63,16 +63,16 @@ static attn_dims attn_dims_of(const duet_tensor *q, const duet_tensor *k, int he
 static void gemm_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                      int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              (duet_blas_int)m, (duet_blas_int)n, (duet_blas_int)k, alpha, a, (duet_blas_int)lda, b, (duet_blas_int)ldb, beta, c,
-              (duet_blas_int)ldc);
+              (duet_blas_int)m, (duet_blas_int)n, (duet_blas_int)k, alpha, a, (duet_blas_int)lda, b,
+              (duet_blas_int)ldb, beta, c, (duet_blas_int)ldc);
 }
 
 static void gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, double alpha,
                      const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
                      double *c, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              (duet_blas_int)m, (duet_blas_int)n, (duet_blas_int)k, alpha, a, (duet_blas_int)lda, b, (duet_blas_int)ldb, beta, c,
-              (duet_blas_int)ldc);
+              (duet_blas_int)m, (duet_blas_int)n, (duet_blas_int)k, alpha, a, (duet_blas_int)lda, b,
+              (duet_blas_int)ldb, beta, c, (duet_blas_int)ldc);
 }
 
 /* exp for the softmax tiles: the vectorisable one (vec_math.h) in f32, libm in f64. */

@@ -1,4 +1,4 @@
-/* The CPU backend's table: host memory, OpenBLAS for matrix products, OpenMP kernels. */
+/* The CPU backend's table: host memory, CBLAS (core/blas.h) for matrix products, OpenMP kernels. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,12 +44,12 @@ static void cpu_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src
 static void gemm_one(duet_dtype dt, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int64_t m,
                      int64_t n, int64_t k, double alpha, const void *a, int64_t lda, const void *b,
                      int64_t ldb, double beta, void *c, int64_t ldc) {
+  typedef duet_blas_int bi;
   if (dt == DUET_F64)
-    cblas_dgemm(CblasRowMajor, ta, tb, (duet_blas_int)m, (duet_blas_int)n, (duet_blas_int)k, alpha, a, (duet_blas_int)lda, b,
-                (duet_blas_int)ldb, beta, c, (duet_blas_int)ldc);
+    cblas_dgemm(CblasRowMajor, ta, tb, (bi)m, (bi)n, (bi)k, alpha, a, (bi)lda, b, (bi)ldb, beta, c, (bi)ldc);
   else
-    cblas_sgemm(CblasRowMajor, ta, tb, (duet_blas_int)m, (duet_blas_int)n, (duet_blas_int)k, (float)alpha, a,
-                (duet_blas_int)lda, b, (duet_blas_int)ldb, (float)beta, c, (duet_blas_int)ldc);
+    cblas_sgemm(CblasRowMajor, ta, tb, (bi)m, (bi)n, (bi)k, (float)alpha, a, (bi)lda, b, (bi)ldb, (float)beta, c,
+                (bi)ldc);
 }
 
 /* Below this many multiply-adds per thread a product runs on one thread: OpenBLAS also takes

@@ -4,10 +4,11 @@
  * (seconds, frame or patch indices) times the fastest frequency can be large and f32 would
  * lose the phase. A model applies the same positions in every block, to queries and keys,
  * forward and backward, so each step used to compute the same sines and cosines dozens of
- * times (2-3 % of a tiny.ini step, on one thread while the others waited). The table for a
- * set of positions is now kept between calls and found again by the positions' values, not
- * their address: the next step's new tensor with the same positions hits, changed positions
- * miss. The values applied are the same doubles as before, so the bits are unchanged. */
+ * times (about 1 % of a tiny.ini step, partly on one thread while the others waited). The
+ * table for a set of positions is now kept between calls and found again by the positions'
+ * values, not their address: the next step's new tensor with the same positions hits,
+ * changed positions miss. The values applied are the same doubles as before, so the bits
+ * are unchanged. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
