@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libopenblas-dev         # BLAS for the CPU backend
+  libdnnl-dev             # oneDNN: bf16 products on the CPU (AMX)
   libhdf5-dev             # clip files
   libfftw3-dev            # STFT for the audio codec and metrics
   libinih-dev             # INI configs

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "core/cpu_products.h"
 #include "model/video_codec.h"
 
 #define NO_RANGE 1, 0 /* min > max: core/config checks no range */
@@ -15,6 +16,8 @@ static const char *const schedule_names[] = {"constant", "cosine", NULL};
 static const char *const device_names[] = {"cpu", "cuda", NULL};
 /* In duet_train_precision order. */
 static const char *const precision_names[] = {"f32", "bf16", NULL};
+/* In duet_matmul_precision order (core/cpu_products.h). */
+static const char *const matmul_precision_names[] = {"f32", "bf16", NULL};
 
 
 
@@ -62,6 +65,9 @@ static const duet_cfg_key train_keys[] = {
      "where weights, optimizer state and the whole step live: cpu, or cuda (one GPU; checkpoints are the same files)"},
     {"train", "precision", DUET_CFG_ENUM, offsetof(duet_train_settings, precision), NO_RANGE, precision_names,
      "what forward and backward compute in: f32, or bf16 (train.device = cuda; f32 master weights and AdamW state)"},
+    {"train", "matmul_precision", DUET_CFG_ENUM, offsetof(duet_train_settings, matmul_precision), NO_RANGE,
+     matmul_precision_names,
+     "inputs of the CPU's f32 matrix products: f32, or bf16 (summed in f32, oneDNN on AMX; all else stays f32)"},
 };
 #undef T
 
@@ -164,6 +170,9 @@ int duet_train_config_validate(const duet_train_config *c, duet_err *err) {
   if (t->precision == DUET_PRECISION_BF16 && t->device != DUET_CUDA)
     return duet_err_set(err, DUET_EINVAL,
                         "train.precision = bf16 needs train.device = cuda (the CPU backend computes in f32 only)");
+  if (t->matmul_precision == DUET_MATMUL_BF16 && t->device != DUET_CPU)
+    return duet_err_set(err, DUET_EINVAL,
+                        "train.matmul_precision = bf16 is for train.device = cpu (on a GPU use train.precision = bf16)");
   return DUET_OK;
 }
 

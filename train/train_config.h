@@ -49,6 +49,7 @@ typedef struct duet_train_settings {
   int threads; /* compute threads (OpenMP, BLAS); 0: the runtime's default */
   int device;  /* a duet_device: where parameters, optimizer state and the step live */
   int precision; /* a duet_train_precision: what the forward and backward compute in */
+  int matmul_precision; /* a duet_matmul_precision: the inputs of the CPU backend's f32 products */
 } duet_train_settings;
 
 /* train.precision. bf16: f32 master weights, gradients and AdamW moments; each micro-batch's

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/cpu_products.h"
 #include "train/trainer_internal.h"
 
 #ifdef DUET_HAVE_CUDA
@@ -99,6 +100,11 @@ static int build_model(duet_trainer *t, const duet_trainer_opts *o, duet_err *er
   if (ts->device != DUET_CPU && (rc = duet_params_to_device(&t->params, (duet_device)ts->device, err)))
     return duet_err_prefix(err, "train.device = cuda: ");
   if (ts->precision == DUET_PRECISION_BF16 && (rc = duet_mixed_init(&t->mixed, &t->params, err))) return rc;
+  /* Process-wide, like the thread count: the CPU backend's products from here on. */
+  if ((rc = duet_cpu_set_matmul_precision((duet_matmul_precision)ts->matmul_precision, err)))
+    return duet_err_prefix(err, "train.matmul_precision = bf16: ");
+  if (ts->matmul_precision == DUET_MATMUL_BF16)
+    duet_trainer_logf(t, "matrix products: bf16 inputs, f32 sums (%s)", duet_cpu_bf16_engine());
   duet_adamw_config ac = {ts->beta1, ts->beta2, ts->eps, ts->weight_decay};
   if ((rc = duet_adamw_init(&t->opt, &t->params, &ac, NULL, NULL, err))) return rc;
   t->have_opt = 1;

@@ -6,6 +6,7 @@
 #include "core/backend.h"
 #include "core/blas.h"
 #include "core/cpu/cpu_kernels.h"
+#include "core/cpu_products.h"
 
 /* core/cpu/norm_modulate.c */
 extern const struct duet_kernels_norm_modulate duet_cpu_norm_modulate_kernels;
@@ -75,6 +76,20 @@ static void cpu_gemm_batched(duet_dtype dt, int trans_a, int trans_b, int64_t m,
   size_t es = dt == DUET_F64 ? sizeof(double) : sizeof(float);
   const char *pa = a, *pb = b;
   char *pc = c;
+  /* bf16 products (core/cpu_products.h): oneDNN threads each one itself. */
+  if (dt == DUET_F32 && duet_cpu_matmul_precision() == DUET_MATMUL_BF16 && !omp_in_parallel()) {
+    int64_t left = 0; /* the first product oneDNN did not make */
+    while (left < batch &&
+           duet_cpu_gemm_bf16(trans_a, trans_b, m, n, k, (float)alpha, (const float *)(pa + (size_t)(left * stride_a) * es),
+                              lda, (const float *)(pb + (size_t)(left * stride_b) * es), ldb, (float)beta,
+                              (float *)(pc + (size_t)(left * stride_c) * es), ldc) == 0)
+      left++;
+    if (left == batch) return;
+    pa += (size_t)(left * stride_a) * es;
+    pb += (size_t)(left * stride_b) * es;
+    pc += (size_t)(left * stride_c) * es;
+    batch -= left;
+  }
   /* Inside a parallel region the caller owns the threads: one product per call, and OpenBLAS's
    * thread count is left alone (changing that global from several threads at once would race). */
   int nested = omp_in_parallel();

@@ -20,6 +20,12 @@ struct duet_rope_spec;
 void duet_cpu_rope_apply(const duet_tensor *x, const duet_tensor *pos, int heads,
                          const struct duet_rope_spec *spec, int inverse, duet_tensor *y);
 
+/* core/cpu/gemm_bf16.c: C = alpha op(A) op(B) + beta C with A and B rounded to bf16 and the
+ * products summed in f32 (oneDNN). Outside parallel regions only. Returns 0, or -1 when it
+ * did nothing (no oneDNN, no primitive for the shape, k = 0): the caller computes in f32. */
+int duet_cpu_gemm_bf16(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                       int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
 /* Work at or above this many elements is split across OpenMP threads. */
 #define DUET_CPU_PARALLEL_MIN 32768
 

@@ -9,7 +9,8 @@ The step, in float32: fresh flow draws for the batch (t logit-normal per clip, n
 modalities, x_t = (1 - t) x_0 + t eps, target eps - x_0), forward, MSE velocity loss of video
 plus audio, backward, clip_grad_norm_ at [train] grad_clip, AdamW (fused=True, torch's fastest
 CPU AdamW) with the config's lr, betas, eps and weight decay, and the EMA update at [train]
-ema_decay (torch._foreach_lerp_). The clean latents x_0 are made
+ema_decay (torch._foreach_lerp_). With [train] matmul_precision = bf16 the products take bf16
+inputs (torch.backends.mkldnn.matmul.fp32_precision = "bf16"), as duet's do. The clean latents x_0 are made
 once (duet's step also reads and decodes clips; this one does not). Prints one line:
 
     twin-step <median ms> <min ms> <CPU s per step> <peak RSS MiB> <parameters> <first step s>
@@ -44,7 +45,7 @@ def train_settings(text):
     get = lambda key, default: float(t.get(key, default))
     return dict(lr=get("lr", 1e-4), beta1=get("beta1", 0.9), beta2=get("beta2", 0.99), eps=get("eps", 1e-8),
                 weight_decay=get("weight_decay", 0.0), grad_clip=get("grad_clip", 1.0),
-                ema_decay=get("ema_decay", 0.999))
+                ema_decay=get("ema_decay", 0.999), matmul_precision=t.get("matmul_precision", "f32"))
 
 
 def main():
@@ -64,6 +65,11 @@ def main():
     with open(a.config) as f:
         text = f.read()
     cfg, ts = ModelConfig.from_ini(text), train_settings(text)
+    if ts["matmul_precision"] == "bf16":
+        # duet's train.matmul_precision = bf16: f32 tensors, products with bf16 inputs (oneDNN).
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    elif ts["matmul_precision"] != "f32":
+        fail(f"train.matmul_precision = {ts['matmul_precision']}: expected f32 or bf16")
 
     torch.manual_seed(0)
     model = DuetMMDiT(cfg)
