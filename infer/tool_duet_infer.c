@@ -13,6 +13,7 @@
 
 #include "data/image.h"
 #include "data/media.h"
+#include "core/cpu_products.h"
 #include "infer/pipeline.h"
 
 static void usage(FILE *f) {
@@ -44,6 +45,8 @@ static void usage(FILE *f) {
           "                        (pixels [-1, 1], log-mel latent at most 1; by default they are held\n"
           "                        there at every step)\n"
           "  --seed N              (default 0)\n"
+          "  --matmul-precision P  f32 (default) or bf16: the CPU's matrix products take bf16 inputs,\n"
+          "                        summed in f32 (oneDNN; Intel AMX where present; docs/core.md)\n"
           "  --no-ema              sample with the raw weights instead of the EMA weights\n"
           "  --frames-dir DIR      also write frame_0000.png ...\n"
           "  --wav FILE            also write the soundtrack as 16-bit WAV\n"
@@ -101,7 +104,7 @@ int main(int argc, char **argv) {
   const char *audio = NULL, *mask = NULL, *mask_box = NULL, *frames_dir = NULL, *wav = NULL;
   int keep_frames = -1, edit_audio = 0, use_ema = 1, force = 0, steps = 25, seed = 0;
   double cfg_v = 3, cfg_a = 3, shift = -1, clamp = 1, audio_lag = 0;
-  const char *sampler = "heun";
+  const char *sampler = "heun", *matmul = "f32";
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -128,6 +131,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--frames-dir")) TAKE(frames_dir);
     else if (!strcmp(a, "--wav")) TAKE(wav);
     else if (!strcmp(a, "--sampler")) TAKE(sampler);
+    else if (!strcmp(a, "--matmul-precision")) TAKE(matmul);
     else if (!strcmp(a, "--edit-audio")) edit_audio = 1;
     else if (!strcmp(a, "--no-ema")) use_ema = 0;
     else if (!strcmp(a, "--no-clamp")) clamp = 0;
@@ -162,6 +166,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "duet-infer: --sampler must be euler or heun, not '%s'\n", sampler);
     return 2;
   }
+  if (strcmp(matmul, "f32") && strcmp(matmul, "bf16")) {
+    fprintf(stderr, "duet-infer: --matmul-precision must be f32 or bf16, not '%s'\n", matmul);
+    return 2;
+  }
   const char *outputs[2] = {out, wav};
   for (int i = 0; i < 2; i++)
     if (outputs[i] && exists(outputs[i]) && !force) {
@@ -173,6 +181,10 @@ int main(int argc, char **argv) {
   av_log_set_level(AV_LOG_ERROR); /* the encoders' own chatter is not ours to print */
 #endif
   duet_err err = {0};
+  if (duet_cpu_set_matmul_precision(strcmp(matmul, "bf16") ? DUET_MATMUL_F32 : DUET_MATMUL_BF16, &err) != DUET_OK) {
+    duet_err_prefix(&err, "--matmul-precision bf16: ");
+    return fail(err.msg);
+  }
   duet_pipeline *p = NULL;
   if (duet_pipeline_open(&p, ckpt, use_ema, &err) != DUET_OK) return fail(err.msg);
   const duet_model_config *c = &p->model_cfg;

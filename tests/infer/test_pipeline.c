@@ -280,6 +280,25 @@ int main(void) {
   CHECK(system(cmd) != 0);
   snprintf(cmd, sizeof cmd, "%s --ckpt /nonexistent --out %s.x.mp4 2>/dev/null", DUET_INFER_BIN, mp4);
   CHECK(system(cmd) != 0);
+  snprintf(cmd, sizeof cmd, "%s --ckpt %s --out %s.y.mp4 --matmul-precision fp8 2>/dev/null", DUET_INFER_BIN, ckpt, mp4);
+  CHECK(system(cmd) != 0);
+  /* bf16 products: a clip, where the processor runs them (else one line and status 1). */
+  snprintf(cmd, sizeof cmd, "%s --ckpt %s --out %s.bf16.mp4 --prompt 'a bell' --steps 2 --matmul-precision bf16 2>&1",
+           DUET_INFER_BIN, ckpt, mp4);
+  FILE *pipe = popen(cmd, "r");
+  char said[4096] = "";
+  size_t got = pipe ? fread(said, 1, sizeof said - 1, pipe) : 0;
+  said[got] = '\0';
+  int status = pipe ? pclose(pipe) : -1;
+  if (strstr(said, "--matmul-precision bf16: ")) {
+    CHECK(status != 0 && strchr(said, '\n') == said + strlen(said) - 1);
+  } else {
+    CHECK_MSG(status == 0, "%s", said);
+    snprintf(mp4 + strlen(mp4), sizeof mp4 - strlen(mp4), ".bf16.mp4");
+    CHECK_MSG(duet_media_read(mp4, &mo, &m, &err) == DUET_OK, "%s", err.msg);
+    CHECK(m.frames == 4 && m.has_audio);
+    duet_media_free(&m);
+  }
 
   duet_av_result_free(&a);
   duet_pipeline_free(q);
