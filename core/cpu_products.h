@@ -8,8 +8,11 @@
  *         torch.backends.mkldnn.matmul.fp32_precision = "bf16", or TF32 on a GPU.
  *
  * The setting covers the products of linear layers and matmuls (the backend's gemm_batched
- * called outside a parallel region); the attention kernels' score tiles stay f32, and f64
- * products are never touched, so the gradient checks mean what they did. */
+ * called outside a parallel region) and, where the processor has Intel AMX, the tile
+ * products of the attention kernels (core/cpu/attention_amx.c: bf16 q, k, v, probabilities
+ * and score gradients; softmax and accumulators in f32); without AMX, or for head sizes
+ * that are not a multiple of 32, attention keeps its f32 tiles. f64 products are never
+ * touched, so the gradient checks mean what they did. */
 #ifndef DUET_CORE_CPU_PRODUCTS_H
 #define DUET_CORE_CPU_PRODUCTS_H
 
@@ -30,6 +33,12 @@ const char *duet_cpu_bf16_engine(void);
 /* Products oneDNN refused (no primitive for the shape, or a failed call) that CBLAS then
  * computed in f32; zero in every run measured. */
 long duet_cpu_bf16_fallbacks(void);
+
+/* Whether the attention kernels can run their tiles on AMX here (AMX-BF16, AVX512-BF16 and
+ * the kernel's permission for the tile state), and how many attention calls (forward or
+ * backward) have done so since the process started. */
+int duet_cpu_bf16_attention_available(void);
+long duet_cpu_bf16_attention_calls(void);
 
 /* x rounded to bf16 (nearest even) and widened back: what a product's input becomes. */
 float duet_cpu_bf16_round(float x);

@@ -28,6 +28,7 @@
 #include "core/blas.h"
 #include "core/cpu/cpu_kernels.h"
 #include "core/cpu/vec_math.h"
+#include "core/cpu_products.h"
 
 #define Q_BLOCK 64
 /* One score tile is at most this many bytes (the backward keeps two on the stack). */
@@ -293,9 +294,19 @@ DEFINE_ATTENTION(double, f64, )
 #define DISPATCH(name, t, ...)                                                                     \
   do { if ((t)->dtype == DUET_F64) name##_f64(__VA_ARGS__); else name##_f32(__VA_ARGS__); } while (0)
 
+/* With bf16 products, f32 attention runs its tiles on AMX where it can (attention_amx.c). */
+static int bf16_tiles(const duet_tensor *q) {
+  return q->dtype == DUET_F32 && duet_cpu_matmul_precision() == DUET_MATMUL_BF16;
+}
+
 static void attention_fwd(const duet_tensor *q, const duet_tensor *k, const duet_tensor *v,
                           const duet_tensor *key_mask, int heads, double scale, duet_tensor *o,
                           duet_tensor *lse) {
+  if (bf16_tiles(q) &&
+      duet_cpu_attention_fwd_bf16(q->shape[0], q->shape[1], k->shape[1], q->shape[2], heads,
+                                  q->data, k->data, v->data, key_mask ? key_mask->data : NULL,
+                                  (float)scale, o->data, lse ? lse->data : NULL) == 0)
+    return;
   DISPATCH(attention_fwd, q, q, k, v, key_mask, heads, scale, o, lse);
 }
 
@@ -303,6 +314,13 @@ static void attention_bwd(const duet_tensor *q, const duet_tensor *k, const duet
                           const duet_tensor *key_mask, int heads, double scale,
                           const duet_tensor *o, const duet_tensor *lse, const duet_tensor *dout,
                           duet_tensor *dq, duet_tensor *dk, duet_tensor *dv) {
+  if (bf16_tiles(q) &&
+      duet_cpu_attention_bwd_bf16(q->shape[0], q->shape[1], k->shape[1], q->shape[2], heads,
+                                  q->data, k->data, v->data, key_mask ? key_mask->data : NULL,
+                                  (float)scale, o->data, lse->data, dout->data,
+                                  dq ? dq->data : NULL, dk ? dk->data : NULL,
+                                  dv ? dv->data : NULL) == 0)
+    return;
   DISPATCH(attention_bwd, q, q, k, v, key_mask, heads, scale, o, lse, dout, dq, dk, dv);
 }
 

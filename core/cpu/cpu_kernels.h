@@ -26,6 +26,20 @@ void duet_cpu_rope_apply(const duet_tensor *x, const duet_tensor *pos, int heads
 int duet_cpu_gemm_bf16(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* core/cpu/attention_amx.c: attention over f32 tensors q [B, Lq, C], k and v [B, Lk, C] in
+ * `heads` heads with bf16 operands on Intel AMX, same arguments and results as the attention
+ * kernels (the backward adds into dq, dk and dv, any of which may be NULL). Outside parallel
+ * regions only. Returns 0, or -1 when it did nothing (no AMX, a head size that is not a
+ * multiple of 32 or above 256, no memory): the caller runs the f32 tiles. */
+int duet_cpu_attention_fwd_bf16(int64_t B, int64_t Lq, int64_t Lk, int64_t C, int64_t heads,
+                                const float *q, const float *k, const float *v,
+                                const uint8_t *mask, float scale, float *o, float *lse);
+int duet_cpu_attention_bwd_bf16(int64_t B, int64_t Lq, int64_t Lk, int64_t C, int64_t heads,
+                                const float *q, const float *k, const float *v,
+                                const uint8_t *mask, float scale, const float *o,
+                                const float *lse, const float *dout, float *dq, float *dk,
+                                float *dv);
+
 /* Work at or above this many elements is split across OpenMP threads. */
 #define DUET_CPU_PARALLEL_MIN 32768
 
