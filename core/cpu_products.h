@@ -40,7 +40,8 @@ long duet_cpu_bf16_fallbacks(void);
 int duet_cpu_bf16_attention_available(void);
 long duet_cpu_bf16_attention_calls(void);
 
-/* x rounded to bf16 (nearest even) and widened back: what a product's input becomes. */
+/* x rounded to bf16 (nearest even; subnormals to zero of their sign, as AVX512-BF16's
+ * conversion does) and widened back: what a product's input becomes. */
 float duet_cpu_bf16_round(float x);
 
 #endif

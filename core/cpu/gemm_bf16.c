@@ -22,11 +22,13 @@ static duet_matmul_precision g_precision = DUET_MATMUL_F32;
 
 duet_matmul_precision duet_cpu_matmul_precision(void) { return g_precision; }
 
-/* Round to nearest even, as AVX512-BF16's conversion does; NaNs stay NaNs (quiet). Written
- * on the bits so that the loop vectorises on any x86-64. */
+/* Round to nearest even with subnormal inputs taken as (signed) zero, which is exactly what
+ * AVX512-BF16's vcvtneps2bf16 does (compared over every f32 bit pattern); NaNs stay NaNs
+ * (quiet). Written on the bits so that the loop vectorises on any x86-64. */
 static inline uint16_t bf16_of(float x) {
   uint32_t u;
   memcpy(&u, &x, sizeof u);
+  u = (u & 0x7F800000u) == 0 ? u & 0x80000000u : u;
   uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
   uint32_t nan = (u >> 16) | 0x40u;
   return (uint16_t)((u & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
@@ -35,8 +37,38 @@ static inline uint16_t bf16_of(float x) {
 #ifdef DUET_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
 
-DUET_VEC_F32 static void bf16_row(uint16_t *restrict dst, const float *restrict src, int64_t n) {
+DUET_VEC_F32 static void bf16_row_bits(uint16_t *restrict dst, const float *restrict src, int64_t n) {
   for (int64_t i = 0; i < n; i++) dst[i] = bf16_of(src[i]);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#include <immintrin.h>
+#define HAVE_BF16_INSTRUCTION 1
+
+/* The same rounding with the instruction, 16 at a time. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void bf16_row_avx512(
+    uint16_t *restrict dst, const float *restrict src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
+  if (i < n) {
+    __mmask16 tail = (__mmask16)((1u << (n - i)) - 1);
+    __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(tail, src + i));
+    _mm256_mask_storeu_epi16(dst + i, tail, v);
+  }
+}
+#endif
+
+static void bf16_row(uint16_t *restrict dst, const float *restrict src, int64_t n) {
+#ifdef HAVE_BF16_INSTRUCTION
+  /* __builtin_cpu_supports reads what libgcc found at load time: a load and a test. */
+  if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl")) {
+    bf16_row_avx512(dst, src, n);
+    return;
+  }
+#endif
+  bf16_row_bits(dst, src, n);
 }
 
 /* rows x cols of src (leading dimension ld) into dst, packed. */

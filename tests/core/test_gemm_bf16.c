@@ -34,7 +34,10 @@ static void test_rounding(void) {
   CHECK(isnan(duet_cpu_bf16_round(NAN)));
   CHECK(isnan(duet_cpu_bf16_round(bits_f(0x7F800001u)))); /* a NaN whose payload is all low bits */
   CHECK(isinf(duet_cpu_bf16_round(bits_f(0x7F7FFFFFu)))); /* FLT_MAX rounds up to Inf */
-  CHECK(duet_cpu_bf16_round(0x1p-130f) == 0x1p-130f); /* subnormals keep their top bits */
+  /* Subnormals become zero of their sign, as the hardware conversion makes them. */
+  CHECK(duet_cpu_bf16_round(0x1p-130f) == 0.0f && !signbit(duet_cpu_bf16_round(0x1p-130f)));
+  CHECK(duet_cpu_bf16_round(-0x1p-140f) == 0.0f && signbit(duet_cpu_bf16_round(-0x1p-140f)));
+  CHECK(duet_cpu_bf16_round(0x1p-126f) == 0x1p-126f); /* the smallest normal stays */
 }
 
 typedef struct product {
