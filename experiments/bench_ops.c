@@ -1,10 +1,11 @@
 /* Op throughput on the CPU backend at the tiny and small model shapes, forward and
  * forward+backward, beside OpenBLAS's own sgemm on the same matrix shapes. Prints a Markdown
- * table (figures, machine, date). Usage: bench_ops [repeats] [--cpu-time]
+ * table (figures, machine, date). Usage: bench_ops [repeats] [--cpu-time] [--matmul-precision f32|bf16]
  *
  * --cpu-time times each call by the process's CPU time instead of the wall clock: with one
  * thread (OMP_NUM_THREADS=1) that leaves out the time other processes held the core, which on
- * a shared machine is the steadier figure. */
+ * a shared machine is the steadier figure. --matmul-precision bf16 runs the products (and, with
+ * AMX, the attention tiles) with bf16 inputs, as train.matmul_precision = bf16 does. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include "core/blas.h"
+#include "core/cpu_products.h"
 #include "core/ops.h"
 #include "core/params.h"
 #include "core/rng.h"
@@ -174,8 +176,25 @@ static void cpu_model(char *buf, size_t size) {
 int main(int argc, char **argv) {
   int repeats = 9;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--cpu-time")) bench_clock = CLOCK_PROCESS_CPUTIME_ID;
-    else repeats = atoi(argv[i]);
+    if (!strcmp(argv[i], "--cpu-time")) {
+      bench_clock = CLOCK_PROCESS_CPUTIME_ID;
+    } else if (!strcmp(argv[i], "--matmul-precision") && i + 1 < argc) {
+      const char *v = argv[++i];
+      duet_err err;
+      if (strcmp(v, "f32") && strcmp(v, "bf16")) {
+        fprintf(stderr, "bench_ops: --matmul-precision takes f32 or bf16, not '%s'\n", v);
+        return 2;
+      }
+      if (duet_cpu_set_matmul_precision(!strcmp(v, "bf16") ? DUET_MATMUL_BF16 : DUET_MATMUL_F32, &err)) {
+        fprintf(stderr, "bench_ops: %s\n", err.msg);
+        return 1;
+      }
+    } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      printf("usage: bench_ops [repeats] [--cpu-time] [--matmul-precision f32|bf16]\n");
+      return 0;
+    } else {
+      repeats = atoi(argv[i]);
+    }
   }
   if (repeats < 1) repeats = 1;
   shape_set shapes[2] = {{"tiny", 4, 1056, 128, 4, 64}, {"small", 2, 2112, 384, 6, 64}};
@@ -186,9 +205,10 @@ int main(int argc, char **argv) {
   time_t now_t = time(NULL);
   char date[32];
   strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now_t));
-  printf("# bench_ops — %s, %s (%s %s), OMP_NUM_THREADS=%s, OpenBLAS threads %d, median of %d, %s\n\n", date,
-         cpu, u.sysname, u.machine, getenv("OMP_NUM_THREADS") ? getenv("OMP_NUM_THREADS") : "(default)",
-         duet_blas_threads(), repeats, bench_clock == CLOCK_MONOTONIC ? "wall time" : "process CPU time");
+  printf("# bench_ops — %s, %s (%s %s), OMP_NUM_THREADS=%s, OpenBLAS threads %d, median of %d, %s, %s products\n\n",
+         date, cpu, u.sysname, u.machine, getenv("OMP_NUM_THREADS") ? getenv("OMP_NUM_THREADS") : "(default)",
+         duet_blas_threads(), repeats, bench_clock == CLOCK_MONOTONIC ? "wall time" : "process CPU time",
+         duet_cpu_matmul_precision() == DUET_MATMUL_BF16 ? "bf16" : "f32");
   printf("| shape | op | forward ms | forward GFLOP/s | fwd+bwd ms | fwd+bwd GFLOP/s | sgemm GFLOP/s (same shape) |\n");
   printf("|---|---|---:|---:|---:|---:|---:|\n");
   for (int si = 0; si < 2; si++) {

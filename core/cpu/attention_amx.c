@@ -289,33 +289,57 @@ static fwd_scratch fwd_scratch_at(const geom *g, char *p) {
   return s;
 }
 
-/* One online-softmax step over the scaled scores of a tile (attention.c's softmax_tile, with
- * the scale applied here and the padded keys of bias). Rows from nq on become zeros. */
-static void softmax_tile(float *s, const float *bias, float scale, int64_t nq, int64_t nqp,
-                         int64_t nkp, float *m, float *l, float *alpha) {
+/* exp(x), 16 at a time: 2^n e^r with n = round(x / ln 2), |r| <= ln(2) / 2, e^r by its
+ * degree-6 Taylor polynomial (within 1.2e-7 relative) and 2^n applied by vscalefps, which
+ * also gives 0 below the range and keeps NaN (the clamp at -110 returns x when x is NaN). */
+static inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-110.0f), x);
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x); /* ln 2 in two parts */
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-06f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+/* One online-softmax step over a tile of raw scores s (nqp x nkp): scales them, adds the key
+ * bias, raises each row's running maximum m, updates the running sum l, and writes the
+ * probabilities exp(scale s + bias - m) as bf16 rows into p (the left operand of P v); alpha
+ * receives the factor by which a row's earlier output must shrink. A row whose keys have all
+ * been masked so far, and the padded rows from nq on, become zeros. */
+static void softmax_tile(const float *s, const float *bias, float scale, int64_t nq, int64_t nqp,
+                         int64_t nkp, float *m, float *l, float *alpha, uint16_t *p) {
+  const __m512 vscale = _mm512_set1_ps(scale);
   for (int64_t i = 0; i < nq; i++) {
-    float *row = s + i * nkp, mx = m[i];
-#pragma omp simd reduction(max : mx)
-    for (int64_t j = 0; j < nkp; j++) {
-      row[j] = row[j] * scale + bias[j];
-      mx = row[j] > mx ? row[j] : mx;
-    }
+    const float *row = s + i * nkp;
+    uint16_t *prow = p + i * nkp;
+    __m512 vmx = _mm512_set1_ps(m[i]);
+    for (int64_t j = 0; j < nkp; j += 16)
+      vmx = _mm512_max_ps(vmx, _mm512_fmadd_ps(_mm512_loadu_ps(row + j), vscale, _mm512_loadu_ps(bias + j)));
+    float mx = _mm512_reduce_max_ps(vmx);
     alpha[i] = 1;
     if (mx == -INFINITY) {
-      memset(row, 0, sizeof(float) * (size_t)nkp);
+      memset(prow, 0, sizeof(uint16_t) * (size_t)nkp);
       continue;
     }
-    float sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < nkp; j++) {
-      row[j] = duet_exp_f32(row[j] - mx);
-      sum += row[j];
+    __m512 vsum = _mm512_setzero_ps(), vm = _mm512_set1_ps(mx);
+    for (int64_t j = 0; j < nkp; j += 16) {
+      __m512 x = _mm512_fmadd_ps(_mm512_loadu_ps(row + j), vscale, _mm512_loadu_ps(bias + j));
+      __m512 e = exp16(_mm512_sub_ps(x, vm));
+      vsum = _mm512_add_ps(vsum, e);
+      _mm256_storeu_si256((__m256i *)(prow + j), (__m256i)_mm512_cvtneps_pbh(e));
     }
     alpha[i] = duet_exp_f32(m[i] - mx);
-    l[i] = l[i] * alpha[i] + sum;
+    l[i] = l[i] * alpha[i] + _mm512_reduce_add_ps(vsum);
     m[i] = mx;
   }
-  memset(s + nq * nkp, 0, sizeof(float) * (size_t)((nqp - nq) * nkp));
+  memset(p + nq * nkp, 0, sizeof(uint16_t) * (size_t)((nqp - nq) * nkp));
 }
 
 static void fwd_task(const geom *g, const packed *pk, const uint8_t *mask, float scale, int64_t b,
@@ -334,11 +358,10 @@ static void fwd_task(const geom *g, const packed *pk, const uint8_t *mask, float
     int64_t nk = min64(K_TILE, g->Lk - k0), nkp = pad32(nk);
     key_bias(mask ? mask + b * g->Lk + k0 : NULL, nk, nkp, ts->bias);
     tile_gemm(nqp, nkp, Dh, qa, Dh, kb + k0, g->Lkp, ts->s, nkp, 0);
-    softmax_tile(ts->s, ts->bias, scale, nq, nqp, nkp, m, l, alpha);
+    softmax_tile(ts->s, ts->bias, scale, nq, nqp, nkp, m, l, alpha, ts->p);
     for (int64_t i = 0; i < nq; i++)
       if (alpha[i] != 1)
         for (int64_t c = 0; c < Dh; c++) ts->o_acc[i * Dh + c] *= alpha[i];
-    to_rows(ts->p, nkp, ts->s, nkp, nqp, nqp, nkp);
     tile_gemm(nqp, Dh, nkp, ts->p, nkp, vb + (k0 / 2) * Dh, Dh, ts->o_acc, Dh, 1);
   }
   _tile_release();
@@ -402,7 +425,8 @@ static void pack_bwd_head(const geom *g, const packed *pk, const float *q, const
   to_transposed(pk->do_t + bh * q_elems(g), g->Lqp, doh, C, g->Lqp, g->Lq, Dh);
 }
 
-/* P = exp(scale s + bias - lse) for rows [0, nq) with a key, zeros elsewhere. */
+/* P = exp(scale s + bias - lse) for rows [0, nq) with a key (the forward's arithmetic),
+ * zeros elsewhere. */
 static void probs_tile(float *s, const float *bias, float scale, const float *lse, int64_t nq,
                        int64_t nqp, int64_t nkp) {
   for (int64_t i = 0; i < nq; i++) {
@@ -411,8 +435,11 @@ static void probs_tile(float *s, const float *bias, float scale, const float *ls
       memset(row, 0, sizeof(float) * (size_t)nkp);
       continue;
     }
-#pragma omp simd
-    for (int64_t j = 0; j < nkp; j++) row[j] = duet_exp_f32(row[j] * scale + bias[j] - li);
+    const __m512 vscale = _mm512_set1_ps(scale), vl = _mm512_set1_ps(li);
+    for (int64_t j = 0; j < nkp; j += 16) {
+      __m512 x = _mm512_fmadd_ps(_mm512_loadu_ps(row + j), vscale, _mm512_loadu_ps(bias + j));
+      _mm512_storeu_ps(row + j, exp16(_mm512_sub_ps(x, vl)));
+    }
   }
   memset(s + nq * nkp, 0, sizeof(float) * (size_t)((nqp - nq) * nkp));
 }
