@@ -208,35 +208,72 @@ static void to_row_pairs(uint32_t *dst, int64_t ldd, const float *src, int64_t l
     }
 }
 
-/* rows x cols of src (cols a multiple of 32) to pairs of columns, i.e. the transpose in
- * pairs: dst row p (stride ldd) holds, for each row r, (src[r][2p], src[r][2p + 1]); columns
- * r from `live` to `rows` are zeros. */
+/* dst = the transpose of a 16 x 16 block of 32-bit elements (row strides lds, ldd). */
+static void transpose16(const uint32_t *src, int64_t lds, uint32_t *dst, int64_t ldd) {
+  __m512i r[16], t[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(src + i * lds);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 16; i += 8)
+    for (int j = 0; j < 4; j++) {
+      t[i + j] = _mm512_shuffle_i32x4(r[i + j], r[i + j + 4], 0x88);
+      t[i + j + 4] = _mm512_shuffle_i32x4(r[i + j], r[i + j + 4], 0xdd);
+    }
+  for (int j = 0; j < 8; j++) {
+    r[j] = _mm512_shuffle_i32x4(t[j], t[j + 8], 0x88);
+    r[j + 8] = _mm512_shuffle_i32x4(t[j], t[j + 8], 0xdd);
+  }
+  for (int i = 0; i < 16; i++) _mm512_storeu_si512(dst + i * ldd, r[i]);
+}
+
+/* rows x cols of src to pairs of columns, i.e. the transpose in pairs: dst row p (stride ldd)
+ * holds, for each row r, (src[r][2p], src[r][2p + 1]); columns r from `live` to `rows` are
+ * zeros. rows is a multiple of 16, cols of 32: 16 rows are converted, then transposed as
+ * 16 x 16 blocks of pairs. */
 static void to_col_pairs(uint32_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows,
                          int64_t live, int64_t cols) {
-  uint32_t row[MAX_DH / 2];
-  for (int64_t r = 0; r < rows; r++) {
-    if (r < live)
-      for (int64_t c = 0; c < cols; c += 16)
-        _mm256_storeu_si256((__m256i *)((uint16_t *)row + c), bf16x16(src + r * lds + c));
-    else
-      memset(row, 0, sizeof(uint16_t) * (size_t)cols);
-    for (int64_t p = 0; p < cols / 2; p++) dst[p * ldd + r] = row[p];
+  uint32_t blk[16 * (MAX_DH / 2)];
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    to_rows((uint16_t *)blk, MAX_DH, r0 < live ? src + r0 * lds : src, lds, 16, live - r0, cols);
+    for (int64_t p0 = 0; p0 < cols / 2; p0 += 16) transpose16(blk + p0, MAX_DH / 2, dst + p0 * ldd + r0, ldd);
   }
 }
 
-/* rows x cols of src to its transpose in bf16: dst row c (stride ldd) holds column c of src;
- * entries from `live` to `rows` are zeros. */
+/* rows x cols of src to its transpose in bf16: dst row c (stride ldd, even) holds column c
+ * of src; entries from `live` to `rows` are zeros. rows is a multiple of 32, cols of 16. Two
+ * neighbouring entries of a dst row are a pair of src rows, so this is to_row_pairs followed
+ * by 16 x 16 transposes of pairs. */
 static void to_transposed(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows,
                           int64_t live, int64_t cols) {
-  uint16_t row[MAX_DH];
-  for (int64_t r = 0; r < rows; r++) {
-    if (r < live)
-      for (int64_t c = 0; c < cols; c += 16)
-        _mm256_storeu_si256((__m256i *)(row + c), bf16x16(src + r * lds + c));
-    else
-      memset(row, 0, sizeof row[0] * (size_t)cols);
-    for (int64_t c = 0; c < cols; c++) dst[c * ldd + r] = row[c];
+  uint32_t blk[16 * MAX_DH], *dst_pairs = (uint32_t *)dst;
+  for (int64_t r0 = 0; r0 < rows; r0 += 32) {
+    to_row_pairs(blk, MAX_DH, r0 < live ? src + r0 * lds : src, lds, 32, live - r0, cols);
+    for (int64_t c0 = 0; c0 < cols; c0 += 16)
+      transpose16(blk + c0, MAX_DH, dst_pairs + c0 * (ldd / 2) + r0 / 2, ldd / 2);
   }
+}
+
+/* y[j][c] += xt[c][j] for j < n (rows of y with stride ldy), c < cols: xt is f32 [cols, ldx],
+ * cols a multiple of 16, ldx of 16 and at least n rounded up to 16. */
+static void add_transposed(float *y, int64_t ldy, const float *xt, int64_t ldx, int64_t n,
+                           int64_t cols) {
+  float blk[16 * 16];
+  for (int64_t j0 = 0; j0 < n; j0 += 16)
+    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+      transpose16((const uint32_t *)(xt + c0 * ldx + j0), ldx, (uint32_t *)blk, 16);
+      for (int64_t j = 0; j < min64(16, n - j0); j++) {
+        float *row = y + (j0 + j) * ldy + c0;
+        _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), _mm512_loadu_ps(blk + j * 16)));
+      }
+    }
 }
 
 /* ---- per (batch, head) operands, converted once per call ---- */
@@ -506,13 +543,9 @@ static void bwd_task(const geom *g, const packed *pk, const uint8_t *mask, float
         for (int64_t c = 0; c < Dh; c++) dq[row0 + i * C + c] += ts->dq_acc[i * Dh + c];
   }
   _tile_release();
-  for (int64_t j = 0; j < g->Lk; j++) {
-    int64_t r = (b * g->Lk + j) * C + h * Dh;
-    if (dk)
-      for (int64_t c = 0; c < Dh; c++) dk[r + c] += ts->dk_t[c * Lkp + j];
-    if (dv)
-      for (int64_t c = 0; c < Dh; c++) dv[r + c] += ts->dv_t[c * Lkp + j];
-  }
+  int64_t r = b * g->Lk * C + h * Dh;
+  if (dk) add_transposed(dk + r, C, ts->dk_t, Lkp, g->Lk, Dh);
+  if (dv) add_transposed(dv + r, C, ts->dv_t, Lkp, g->Lk, Dh);
 }
 
 #pragma GCC pop_options
