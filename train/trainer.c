@@ -104,7 +104,9 @@ static int build_model(duet_trainer *t, const duet_trainer_opts *o, duet_err *er
   if ((rc = duet_cpu_set_matmul_precision((duet_matmul_precision)ts->matmul_precision, err)))
     return duet_err_prefix(err, "train.matmul_precision = bf16: ");
   if (ts->matmul_precision == DUET_MATMUL_BF16)
-    duet_trainer_logf(t, "matrix products: bf16 inputs, f32 sums (%s)", duet_cpu_bf16_engine());
+    duet_trainer_logf(t, "matrix products: bf16 inputs, f32 sums (%s); attention tiles: %s",
+                      duet_cpu_bf16_engine(),
+                      duet_cpu_bf16_attention_available() ? "bf16 on AMX" : "f32 (no AMX here)");
   duet_adamw_config ac = {ts->beta1, ts->beta2, ts->eps, ts->weight_decay};
   if ((rc = duet_adamw_init(&t->opt, &t->params, &ac, NULL, NULL, err))) return rc;
   t->have_opt = 1;

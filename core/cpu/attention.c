@@ -1,4 +1,6 @@
-/* CPU kernels for multi-head attention (rotary positions: core/cpu/rope.c).
+/* CPU kernels for multi-head attention (rotary positions: core/cpu/rope.c). With bf16
+ * products (core/cpu_products.h) f32 attention runs its tiles on AMX instead where it can
+ * (core/cpu/attention_amx.c); what follows is the f32 and f64 path.
  *
  * Attention is flash-style over tiles, with the products done by BLAS: a forward task is one
  * (batch, head, block of Q_BLOCK queries); it walks the keys in tiles, computes the score tile
