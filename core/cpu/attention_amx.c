@@ -293,16 +293,9 @@ static size_t q_elems(const geom *g) { return (size_t)(g->Lqp * g->Dh); }
 static size_t k_elems(const geom *g) { return (size_t)(g->Lkp * g->Dh); }
 static size_t k_pairs(const geom *g) { return k_elems(g) / 2; } /* a head of a paired layout */
 
-/* 0 for a key to attend, -inf for a masked or padded one: bias[0, nkp). Returns whether
- * any entry is -inf. */
-static int key_bias(const uint8_t *mask, int64_t nk, int64_t nkp, float *bias) {
-  int any = nk < nkp;
-  for (int64_t j = 0; j < nkp; j++) {
-    int on = j < nk && (!mask || mask[j]);
-    bias[j] = on ? 0.0f : -INFINITY;
-    any |= !on;
-  }
-  return any;
+/* 0 for a key to attend, -inf for a masked or padded one: bias[0, nkp). */
+static void key_bias(const uint8_t *mask, int64_t nk, int64_t nkp, float *bias) {
+  for (int64_t j = 0; j < nkp; j++) bias[j] = j < nk && (!mask || mask[j]) ? 0.0f : -INFINITY;
 }
 
 /* ---- forward ---- */
