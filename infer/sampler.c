@@ -7,7 +7,10 @@
 #include "core/rng.h"
 
 void duet_sample_params_defaults(duet_sample_params *p) {
-  *p = (duet_sample_params){DUET_TASK_T2AV, DUET_SAMPLER_HEUN, 25, 3.0, 3.0, 1.0, 0, 1.0, 1.0, 0.0};
+  *p = (duet_sample_params){.task = DUET_TASK_T2AV, .sampler = DUET_SAMPLER_HEUN, .steps = 25,
+                            .cfg_video = 3.0, .cfg_audio = 3.0, .sync_cfg_video = 1.0, .sync_cfg_audio = 1.0,
+                            .time_shift = 1.0, .seed = 0, .clamp_video = 1.0, .clamp_audio = 1.0,
+                            .audio_lag = 0.0};
 }
 
 /* Velocities v of the state x at flow time t changed so that the clean estimate x - t v lies in
@@ -63,33 +66,48 @@ typedef struct sample_state {
   duet_mmdit *m;
   const duet_model_config *c;
   const duet_sample_params *p;
-  int guided;     /* two rows: conditional, unconditional */
+  /* Row 0 is the conditional pass; the others exist only when their guidance is on (-1 when
+   * not): the empty caption, the audio without the video, the video without the audio. */
+  int row_uncond, row_no_video, row_no_audio;
   int rows;
   int64_t vn, an, vpix;
   float *vcond, *vmask, *acond, *amask; /* [rows, ...] model inputs */
   int32_t *ids;
   float *emb;
   uint8_t *tmask;
-  float *vin, *ain; /* [rows, ...] x_t copies */
+  float *vin, *ain;           /* [rows, ...] x_t copies */
+  const float *v_left_out, *a_left_out; /* a stream left out: its initial noise, at t = 1 */
   duet_graph g;
 } sample_state;
 
-/* Velocity at (x_v, x_a, t_v, t_a) with guidance applied: v = v_u + s (v_c - v_u). */
+enum { MAX_ROWS = 4 };
+
+/* g (v_c - v_x) added to a conditional velocity, with the guidance form v_x + s (v_c - v_x) in
+ * mind: s = 1 adds nothing. */
+static double guide(double vc, double vx, double s) { return (s - 1.0) * (vc - vx); }
+
+/* Velocity at (x_v, x_a, t_v, t_a) with guidance applied: the conditional velocity v_c plus
+ * (s - 1)(v_c - v_x) for every guidance that is on, v_x being the pass without the caption
+ * (scale cfg_*) or without the other stream (scale sync_cfg_*). */
 static int velocity(sample_state *s, const float *xv, const float *xa, float tv, float ta, float *vv, float *va,
                     duet_err *err) {
   const duet_model_config *c = s->c;
   duet_graph *g = &s->g;
   duet_graph_reset(g);
   int R = s->rows, L = c->text_len;
+  float tvs[MAX_ROWS], tas[MAX_ROWS];
   for (int r = 0; r < R; r++) {
-    memcpy(s->vin + r * s->vn, xv, sizeof(float) * (size_t)s->vn);
-    memcpy(s->ain + r * s->an, xa, sizeof(float) * (size_t)s->an);
+    /* A left-out stream is what t2a and t2v train: its noise at flow time 1. */
+    int no_v = r == s->row_no_video, no_a = r == s->row_no_audio;
+    memcpy(s->vin + r * s->vn, no_v ? s->v_left_out : xv, sizeof(float) * (size_t)s->vn);
+    memcpy(s->ain + r * s->an, no_a ? s->a_left_out : xa, sizeof(float) * (size_t)s->an);
+    tvs[r] = no_v ? 1.0f : tv;
+    tas[r] = no_a ? 1.0f : ta;
   }
   int64_t vs[5] = {R, c->video_frames, c->video_height, c->video_width, c->video_channels};
   int64_t vm[5] = {R, c->video_frames, c->video_height, c->video_width, 1};
   int64_t as[3] = {R, c->audio_frames, c->audio_channels}, am[3] = {R, c->audio_frames, 1};
   int64_t ts[1] = {R}, ls[2] = {R, L}, es[3] = {R, L, c->text_emb_dim};
-  float tvs[2] = {tv, tv}, tas[2] = {ta, ta};
   duet_mmdit_inputs in = {
       duet_graph_from_host(g, DUET_F32, DUET_CPU, 5, vs, s->vin),
       duet_graph_from_host(g, DUET_F32, DUET_CPU, 5, vs, s->vcond),
@@ -109,11 +127,23 @@ static int velocity(sample_state *s, const float *xv, const float *xa, float tv,
   int rc = duet_mmdit_forward(s->m, g, &in, &out, err);
   if (rc) return rc;
   const float *ov = out.video_v->data, *oa = out.audio_v->data;
-  double gv = s->p->cfg_video, ga = s->p->cfg_audio;
-  for (int64_t i = 0; i < s->vn; i++)
-    vv[i] = s->guided ? (float)(ov[s->vn + i] + gv * (ov[i] - ov[s->vn + i])) : ov[i];
-  for (int64_t i = 0; i < s->an; i++)
-    va[i] = s->guided ? (float)(oa[s->an + i] + ga * (oa[i] - oa[s->an + i])) : oa[i];
+  const float *vu = s->row_uncond >= 0 ? ov + s->row_uncond * s->vn : NULL;
+  const float *au = s->row_uncond >= 0 ? oa + s->row_uncond * s->an : NULL;
+  const float *vx = s->row_no_audio >= 0 ? ov + s->row_no_audio * s->vn : NULL;
+  const float *ax = s->row_no_video >= 0 ? oa + s->row_no_video * s->an : NULL;
+  const duet_sample_params *p = s->p;
+  for (int64_t i = 0; i < s->vn; i++) {
+    double v = ov[i];
+    if (vu) v += guide(ov[i], vu[i], p->cfg_video);
+    if (vx) v += guide(ov[i], vx[i], p->sync_cfg_video);
+    vv[i] = (float)v;
+  }
+  for (int64_t i = 0; i < s->an; i++) {
+    double v = oa[i];
+    if (au) v += guide(oa[i], au[i], p->cfg_audio);
+    if (ax) v += guide(oa[i], ax[i], p->sync_cfg_audio);
+    va[i] = (float)v;
+  }
   /* A clean estimate outside the codec's range is off the data for sure (guidance and an
    * imperfect network both push there); pulling it back keeps the path where the network was
    * trained instead of letting saturated pixels grow into grain, or log-mel energies above
@@ -131,6 +161,8 @@ int duet_sample(duet_mmdit *m, const duet_sample_params *p, const duet_sample_co
   if (p->steps < 1) return duet_err_set(err, DUET_EINVAL, "sampler: steps must be >= 1");
   if (p->time_shift <= 0) return duet_err_set(err, DUET_EINVAL, "sampler: time shift must be positive");
   if (!(p->audio_lag >= -1 && p->audio_lag <= 1)) return duet_err_set(err, DUET_EINVAL, "sampler: audio lag must lie in [-1, 1]");
+  if (!isfinite(p->cfg_video) || !isfinite(p->cfg_audio) || !isfinite(p->sync_cfg_video) || !isfinite(p->sync_cfg_audio))
+    return duet_err_set(err, DUET_EINVAL, "sampler: guidance scales must be finite numbers");
   int needs_video = p->task == DUET_TASK_I2AV || p->task == DUET_TASK_EXTEND || p->task == DUET_TASK_V2A ||
                     (p->task == DUET_TASK_INPAINT);
   int needs_audio = p->task == DUET_TASK_A2V || p->task == DUET_TASK_EXTEND || p->task == DUET_TASK_INPAINT;
@@ -144,8 +176,14 @@ int duet_sample(duet_mmdit *m, const duet_sample_params *p, const duet_sample_co
   s.m = m;
   s.c = c;
   s.p = p;
-  s.guided = p->cfg_video != 1.0 || p->cfg_audio != 1.0;
-  s.rows = s.guided ? 2 : 1;
+  int video_fixed = p->task == DUET_TASK_V2A, audio_fixed = p->task == DUET_TASK_A2V;
+  int video_noise_only = p->task == DUET_TASK_T2A, audio_noise_only = p->task == DUET_TASK_T2V;
+  int move_v = !video_fixed && !video_noise_only, move_a = !audio_fixed && !audio_noise_only;
+  s.rows = 1;
+  s.row_uncond = p->cfg_video != 1.0 || p->cfg_audio != 1.0 ? s.rows++ : -1;
+  /* Guiding a stream by the other needs the stream to move and the other to be there. */
+  s.row_no_video = p->sync_cfg_audio != 1.0 && move_a && !video_noise_only ? s.rows++ : -1;
+  s.row_no_audio = p->sync_cfg_video != 1.0 && move_v && !audio_noise_only ? s.rows++ : -1;
   int L = c->text_len, C = c->video_channels, M = c->audio_channels;
   s.vpix = (int64_t)c->video_frames * c->video_height * c->video_width;
   s.vn = s.vpix * C;
@@ -164,35 +202,45 @@ int duet_sample(duet_mmdit *m, const duet_sample_params *p, const duet_sample_co
   float *xv = malloc(sizeof(float) * (size_t)s.vn), *xa = malloc(sizeof(float) * (size_t)s.an);
   float *v1 = malloc(sizeof(float) * (size_t)(s.vn + s.an)), *v2 = malloc(sizeof(float) * (size_t)(s.vn + s.an));
   float *xv2 = malloc(sizeof(float) * (size_t)s.vn), *xa2 = malloc(sizeof(float) * (size_t)s.an);
+  float *v_noise = malloc(sizeof(float) * (size_t)s.vn), *a_noise = malloc(sizeof(float) * (size_t)s.an);
   int rc = DUET_OK;
   if (!vkeep || !akeep || !s.vcond || !s.vmask || !s.acond || !s.amask || !s.vin || !s.ain || !s.tmask ||
-      (!s.ids && !s.emb) || !xv || !xa || !v1 || !v2 || !xv2 || !xa2) {
+      (!s.ids && !s.emb) || !xv || !xa || !v1 || !v2 || !xv2 || !xa2 || !v_noise || !a_noise) {
     rc = duet_err_set(err, DUET_ENOMEM, "sampler: out of memory");
     goto done;
   }
   fill_keep(c, p, cond, vkeep, akeep);
-  /* Row 0 conditional; row 1 (guidance) the same with an empty caption. */
+  /* Every row keeps what the task keeps and reads the caption, except that the unconditional row
+   * reads an empty one and a row that leaves a stream out keeps nothing of it (as t2a and t2v
+   * train: mask "generate", no condition). */
   for (int r = 0; r < R; r++) {
+    int no_v = r == s.row_no_video, no_a = r == s.row_no_audio;
     for (int64_t i = 0; i < s.vpix; i++) {
-      s.vmask[r * s.vpix + i] = 1.0f - vkeep[i];
+      int keep = vkeep[i] > 0 && !no_v;
+      s.vmask[r * s.vpix + i] = keep ? 0.0f : 1.0f;
       for (int ch = 0; ch < C; ch++)
-        s.vcond[r * s.vn + i * C + ch] = vkeep[i] > 0 && cond->video ? cond->video[i * C + ch] : 0.0f;
+        s.vcond[r * s.vn + i * C + ch] = keep && cond->video ? cond->video[i * C + ch] : 0.0f;
     }
     for (int f = 0; f < c->audio_frames; f++) {
-      s.amask[r * c->audio_frames + f] = 1.0f - akeep[f];
+      int keep = akeep[f] > 0 && !no_a;
+      s.amask[r * c->audio_frames + f] = keep ? 0.0f : 1.0f;
       for (int ch = 0; ch < M; ch++)
-        s.acond[r * s.an + (int64_t)f * M + ch] = akeep[f] > 0 && cond->audio ? cond->audio[(int64_t)f * M + ch] : 0.0f;
+        s.acond[r * s.an + (int64_t)f * M + ch] = keep && cond->audio ? cond->audio[(int64_t)f * M + ch] : 0.0f;
     }
+    if (r == s.row_uncond) continue;
+    memcpy(s.tmask + (size_t)r * L, cond->text_mask, (size_t)L);
+    if (s.ids) memcpy(s.ids + (size_t)r * L, cond->text_ids, sizeof(int32_t) * (size_t)L);
+    else memcpy(s.emb + (size_t)r * L * c->text_emb_dim, cond->text_emb, sizeof(float) * (size_t)(L * c->text_emb_dim));
   }
-  memcpy(s.tmask, cond->text_mask, (size_t)L);
-  if (s.ids) memcpy(s.ids, cond->text_ids, sizeof(int32_t) * (size_t)L);
-  else memcpy(s.emb, cond->text_emb, sizeof(float) * (size_t)(L * c->text_emb_dim));
 
-  /* Initial noise, from the seed alone. */
+  /* Initial noise, from the seed alone; a stream's own noise also stands in for it where a
+   * guidance row leaves it out. */
   duet_rng_fill_normal_f32(p->seed, 1, 0, xv, s.vn, 0, 1);
   duet_rng_fill_normal_f32(p->seed, 2, 0, xa, s.an, 0, 1);
-  int video_fixed = p->task == DUET_TASK_V2A, audio_fixed = p->task == DUET_TASK_A2V;
-  int video_noise_only = p->task == DUET_TASK_T2A, audio_noise_only = p->task == DUET_TASK_T2V;
+  memcpy(v_noise, xv, sizeof(float) * (size_t)s.vn);
+  memcpy(a_noise, xa, sizeof(float) * (size_t)s.an);
+  s.v_left_out = v_noise;
+  s.a_left_out = a_noise;
   if (video_fixed) memcpy(xv, cond->video, sizeof(float) * (size_t)s.vn);
   if (audio_fixed) memcpy(xa, cond->audio, sizeof(float) * (size_t)s.an);
 
@@ -213,7 +261,6 @@ int duet_sample(duet_mmdit *m, const duet_sample_params *p, const duet_sample_co
     float ta1 = audio_fixed ? 0.0f : audio_noise_only ? 1.0f : (float)ta1s;
     rc = velocity(&s, xv, xa, tv0, ta0, v1, v1 + s.vn, err);
     if (rc) break;
-    int move_v = !video_fixed && !video_noise_only, move_a = !audio_fixed && !audio_noise_only;
     int heun = p->sampler == DUET_SAMPLER_HEUN && i + 1 < p->steps; /* last step: Euler to t = 0 */
     if (heun) {
       for (int64_t j = 0; j < s.vn; j++) xv2[j] = move_v ? xv[j] + (float)dtv * v1[j] : xv[j];
@@ -243,6 +290,6 @@ int duet_sample(duet_mmdit *m, const duet_sample_params *p, const duet_sample_co
 done:
   free(vkeep); free(akeep); free(s.vcond); free(s.vmask); free(s.acond); free(s.amask);
   free(s.vin); free(s.ain); free(s.tmask); free(s.ids); free(s.emb);
-  free(xv); free(xa); free(v1); free(v2); free(xv2); free(xa2);
+  free(xv); free(xa); free(v1); free(v2); free(xv2); free(xa2); free(v_noise); free(a_noise);
   return rc;
 }

@@ -17,6 +17,13 @@ typedef struct duet_sample_params {
   duet_sampler_kind sampler;
   int steps;
   double cfg_video, cfg_audio; /* 1 = no guidance (one pass); > 1 adds an unconditional pass */
+  double sync_cfg_video;       /* cross-modal guidance of the video by the audio: the video's
+                                  velocity is pushed away from the one it has with the audio left
+                                  out (pure noise at t_a = 1, as the t2v task trains) by this
+                                  scale; 1 = off. Only where the audio is present */
+  double sync_cfg_audio;       /* the same for the audio, guided by the video (t2a left-out
+                                  rows); also in v2a, where it strengthens the sound's reading of
+                                  the given video */
   double time_shift;           /* schedule shift (>= 1 spends more steps at high noise) */
   uint64_t seed;
   double clamp_video;          /* > 0: each step's clean-video estimate x_t - t v is held within

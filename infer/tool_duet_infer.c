@@ -37,6 +37,11 @@ static void usage(FILE *f) {
           "  --sampler euler|heun  (default heun)\n"
           "  --cfg-video S         guidance scale for video (default 3; 1 = off)\n"
           "  --cfg-audio S         guidance scale for audio (default 3)\n"
+          "  --sync-cfg-video S    cross-modal guidance of the video by the audio (default 1 = off):\n"
+          "                        away from the pass with the audio left out, for models trained\n"
+          "                        with some flow.task_t2v (docs/model.md, \"Sampling\")\n"
+          "  --sync-cfg-audio S    the same for the audio, guided by the video (needs flow.task_t2a);\n"
+          "                        also for v2a\n"
           "  --shift S             schedule shift (default: the training config's flow.time_shift)\n"
           "  --audio-lag L         run the audio L behind the video in flow time (-1..1, default 0;\n"
           "                        negative: the video behind), for models trained with\n"
@@ -103,7 +108,7 @@ int main(int argc, char **argv) {
   const char *ckpt = NULL, *out = NULL, *task_name = "t2av", *prompt = "", *image = NULL, *video = NULL;
   const char *audio = NULL, *mask = NULL, *mask_box = NULL, *frames_dir = NULL, *wav = NULL;
   int keep_frames = -1, edit_audio = 0, use_ema = 1, force = 0, steps = 25, seed = 0;
-  double cfg_v = 3, cfg_a = 3, shift = -1, clamp = 1, audio_lag = 0;
+  double cfg_v = 3, cfg_a = 3, sync_v = 1, sync_a = 1, shift = -1, clamp = 1, audio_lag = 0;
   const char *sampler = "heun", *matmul = "f32";
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -141,6 +146,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--seed")) { TAKE(num); if (!parse_int(num, &seed)) goto bad_number; }
     else if (!strcmp(a, "--cfg-video")) { TAKE(num); if (!parse_double(num, &cfg_v)) goto bad_number; }
     else if (!strcmp(a, "--cfg-audio")) { TAKE(num); if (!parse_double(num, &cfg_a)) goto bad_number; }
+    else if (!strcmp(a, "--sync-cfg-video")) { TAKE(num); if (!parse_double(num, &sync_v)) goto bad_number; }
+    else if (!strcmp(a, "--sync-cfg-audio")) { TAKE(num); if (!parse_double(num, &sync_a)) goto bad_number; }
     else if (!strcmp(a, "--shift")) { TAKE(num); if (!parse_double(num, &shift)) goto bad_number; }
     else if (!strcmp(a, "--audio-lag")) { TAKE(num); if (!parse_double(num, &audio_lag)) goto bad_number; }
     else {
@@ -202,6 +209,8 @@ int main(int argc, char **argv) {
   req.sample.steps = steps;
   req.sample.cfg_video = cfg_v;
   req.sample.cfg_audio = cfg_a;
+  req.sample.sync_cfg_video = sync_v;
+  req.sample.sync_cfg_audio = sync_a;
   req.sample.time_shift = shift > 0 ? shift : p->flow_cfg.time_shift;
   req.sample.seed = (uint64_t)seed;
   req.sample.clamp_video = clamp;
