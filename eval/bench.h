@@ -39,6 +39,8 @@ typedef struct duet_bench_suite {
   int reference_clips;
   int seeds;                /* samples per case */
   double shift;             /* schedule shift; 0 = the checkpoint's flow.time_shift */
+  double sync_cfg_video, sync_cfg_audio; /* cross-modal guidance (infer/sampler.h); 1 = off */
+  double audio_lag;         /* the audio's lag behind the video in flow time (infer/sampler.h) */
   int ema;                  /* 1: sample with the EMA weights when the checkpoint has them */
   int avalign;              /* 1: AV-Align and event scores (the slow part at high resolution) */
   double max_lag;           /* offset search range, seconds */

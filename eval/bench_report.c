@@ -155,6 +155,9 @@ static cJSON *metrics_json(const duet_bench_state *st) {
   cJSON_AddStringToObject(su, "sampler", sampler_name(s->defaults.sampler));
   add_num(su, "cfg_video", s->defaults.cfg_video);
   add_num(su, "cfg_audio", s->defaults.cfg_audio);
+  add_num(su, "sync_cfg_video", s->sync_cfg_video);
+  add_num(su, "sync_cfg_audio", s->sync_cfg_audio);
+  add_num(su, "audio_lag", s->audio_lag);
   if (s->shift > 0) add_num(su, "shift", s->shift);
   else cJSON_AddStringToObject(su, "shift", "checkpoint");
   cJSON_AddBoolToObject(su, "ema", s->ema);
@@ -453,10 +456,14 @@ static void markdown(duet_strbuf *b, const duet_bench_state *st) {
   duet_sb_printf(b, "# duet-eval bench: %s\n\n", s->name);
   duet_sb_printf(b,
                  "%s · suite `%s` · checkpoint `%s` · reference `%s` · %d case(s) × %d seed(s) · "
-                 "%s, %d steps, cfg %g / %g (video / audio) · %.1f s\n\n",
+                 "%s, %d steps, cfg %g / %g (video / audio)",
                  when, s->file, st->ckpt, s->reference, s->n_cases, s->seeds,
                  sampler_name(s->defaults.sampler), s->defaults.steps, s->defaults.cfg_video,
-                 s->defaults.cfg_audio, st->seconds);
+                 s->defaults.cfg_audio);
+  if (s->sync_cfg_video != 1 || s->sync_cfg_audio != 1)
+    duet_sb_printf(b, ", cross-modal guidance %g / %g", s->sync_cfg_video, s->sync_cfg_audio);
+  if (s->audio_lag != 0) duet_sb_printf(b, ", audio lag %g", s->audio_lag);
+  duet_sb_printf(b, " · %.1f s\n\n", st->seconds);
   duet_sb_printf(b,
                  "Clips: %dx%d, %d frames at %g fps, audio at %d Hz. Offsets are audio relative to "
                  "video: **positive = audio late**. Samples are measured as generated (before MP4 "

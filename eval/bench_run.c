@@ -299,6 +299,9 @@ static int run_sample(duet_bench_state *st, duet_pipeline *p, const duet_eval_op
   req.sample.steps = c->steps;
   req.sample.cfg_video = c->cfg_video;
   req.sample.cfg_audio = c->cfg_audio;
+  req.sample.sync_cfg_video = s->sync_cfg_video;
+  req.sample.sync_cfg_audio = s->sync_cfg_audio;
+  req.sample.audio_lag = s->audio_lag;
   req.sample.time_shift = s->shift > 0 ? s->shift : p->flow_cfg.time_shift;
   req.sample.seed = smp->seed;
   req.prompt = c->prompt_from_clip && truth ? truth->caption : c->prompt;

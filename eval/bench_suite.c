@@ -23,7 +23,7 @@ typedef struct raw_suite {
   char name[DUET_CFG_STRING_MAX], reference[DUET_CFG_STRING_MAX];
   int reference_clips, prompts_from_reference, task, steps, sampler, seeds, keep_frames, figures;
   int64_t seed;
-  double cfg_video, cfg_audio, shift, max_lag;
+  double cfg_video, cfg_audio, sync_cfg_video, sync_cfg_audio, audio_lag, shift, max_lag;
   bool ema, avalign;
 } raw_suite;
 
@@ -56,6 +56,9 @@ static const duet_cfg_key suite_keys[] = {
     S(sampler, DUET_CFG_ENUM, 1, 0, sampler_choices, "ODE sampler"),
     S(cfg_video, DUET_CFG_DOUBLE, 0, 100, NULL, "video guidance scale (1 = off)"),
     S(cfg_audio, DUET_CFG_DOUBLE, 0, 100, NULL, "audio guidance scale (1 = off)"),
+    S(sync_cfg_video, DUET_CFG_DOUBLE, 0, 100, NULL, "cross-modal guidance of the video by the audio (1 = off)"),
+    S(sync_cfg_audio, DUET_CFG_DOUBLE, 0, 100, NULL, "cross-modal guidance of the audio by the video (1 = off)"),
+    S(audio_lag, DUET_CFG_DOUBLE, -1, 1, NULL, "the audio's lag behind the video in flow time (0 = shared times)"),
     S(shift, DUET_CFG_DOUBLE, 0, 100, NULL, "schedule shift (0 = the checkpoint's)"),
     S(seed, DUET_CFG_INT64, 0, SEED_MAX, NULL, "first seed of cases that name none"),
     S(seeds, DUET_CFG_INT, 1, DUET_BENCH_MAX_SEEDS, NULL, "samples per case: seed, seed+1, ..."),
@@ -105,6 +108,9 @@ static void tables_init(suite_tables *t) {
                          .seed = 0,
                          .cfg_video = 3,
                          .cfg_audio = 3,
+                         .sync_cfg_video = 1,
+                         .sync_cfg_audio = 1,
+                         .audio_lag = 0,
                          .shift = 0,
                          .max_lag = 2,
                          .ema = true,
@@ -159,6 +165,9 @@ static int resolve(const suite_tables *t, const char *path, duet_bench_suite *s,
   s->reference_clips = r->reference_clips;
   s->seeds = r->seeds;
   s->shift = r->shift;
+  s->sync_cfg_video = r->sync_cfg_video;
+  s->sync_cfg_audio = r->sync_cfg_audio;
+  s->audio_lag = r->audio_lag;
   s->ema = r->ema;
   s->avalign = r->avalign;
   s->max_lag = r->max_lag;

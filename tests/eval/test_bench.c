@@ -299,10 +299,14 @@ int main(void) {
         strstr(err.msg, "suite.stepz"));
   /* Overrides can change a case and add one: a2v and extend, with quality over what they
    * generated; clip 3 is measured for case 3 but is not one of the reference set's 3. */
-  const char *sets[] = {"case.2.task=a2v", "case.3.task=extend", "suite.steps=1"};
-  CHECK_MSG(duet_bench_suite_load(suite, sets, 3, &s, &err) == DUET_OK, "%s", err.msg);
+  const char *lag_set[] = {"suite.audio_lag=1.5"};
+  CHECK(duet_bench_suite_load(suite, lag_set, 1, &s, &err) == DUET_EINVAL && strstr(err.msg, "suite.audio_lag"));
+  const char *sets[] = {"case.2.task=a2v", "case.3.task=extend", "suite.steps=1", "suite.sync_cfg_audio=2",
+                        "suite.audio_lag=0.25"};
+  CHECK_MSG(duet_bench_suite_load(suite, sets, 5, &s, &err) == DUET_OK, "%s", err.msg);
   CHECK(s.n_cases == 4 && s.cases[2].task == DUET_TASK_A2V && s.cases[3].number == 3 &&
         s.cases[3].clip == 3 && s.cases[3].steps == 1);
+  CHECK(s.sync_cfg_audio == 2 && s.sync_cfg_video == 1 && s.audio_lag == 0.25);
   bo.ckpt = ckpt;
   char out3[700];
   snprintf(out3, sizeof out3, "%s/out-tasks", dir);
@@ -314,6 +318,9 @@ int main(void) {
   char *text = slurp(p);
   cJSON *j = text ? cJSON_Parse(text) : NULL;
   free(text);
+  const cJSON *su = at(j, "suite");
+  CHECK(at(su, "sync_cfg_audio") && at(su, "sync_cfg_audio")->valuedouble == 2 &&
+        at(su, "audio_lag") && at(su, "audio_lag")->valuedouble == 0.25);
   const cJSON *cases = at(j, "cases");
   const cJSON *q2 =
       at(cJSON_GetArrayItem(at(cJSON_GetArrayItem(cases, 2), "samples"), 0), "quality");
