@@ -15,10 +15,15 @@ PNG frames back and measures:
            is at least 3/4 of all such pixels (one object, not speckles)
   colour   the largest blob's mean colour, named by the nearest object colour; right when
            it is the caption's colour
+  travel   the largest blob's centroid row, highest minus lowest over the frames that show
+           an object (pixels): how far the object falls and rises in the clip
+  change   the mean absolute difference of neighbouring frames (of 255): motion and flicker
+           together (in the data it is all motion)
   sync     duet-eval sync over all the samples: offset and confidence per sample
 
 With --clips FILE.h5 the same frame measures run on the file's first clips (their own
-captions name floor and colour), which is what a perfect model would score.
+captions name floor and colour), which is what a perfect model would score. --reuse measures
+the samples already in --out instead of sampling them again.
 
 Needs numpy and Pillow (and h5py for --clips). Example:
   python3 experiments/probe_samples.py --ckpt runs/tiny/last --out /tmp/probe
@@ -73,7 +78,7 @@ def measure(frames, floor_name, colour_name):
     T, H, W, _ = frames.shape
     floor_rgb = frames[:, H - 1].reshape(-1, 3).mean(0)
     above = int(np.floor(H * (1 - FLOOR_Y))) - 1  # rows wholly above the floor surface
-    shown, right_colour = 0, 0
+    shown, right_colour, rows = 0, 0, []
     for f in frames:
         region = f[:above].astype(np.int32)
         mask = region.min(axis=2) < 150
@@ -83,8 +88,11 @@ def measure(frames, floor_name, colour_name):
             shown += 1
             rgb = np.mean([region[y, x] for y, x in blob], axis=0)
             right_colour += nearest(rgb, COLOURS) == colour_name
+            rows.append(np.mean([y for y, _ in blob]))
+    change = float(np.abs(np.diff(frames.astype(np.float64), axis=0)).mean()) if T > 1 else 0.0
     return {"floor": nearest(floor_rgb, FLOORS), "floor_right": nearest(floor_rgb, FLOORS) == floor_name,
-            "frames_with_object": shown / T, "frames_right_colour": right_colour / T}
+            "frames_with_object": shown / T, "frames_right_colour": right_colour / T,
+            "travel": float(max(rows) - min(rows)) if len(rows) > 1 else 0.0, "change": change}
 
 
 def read_frames(folder):
@@ -104,6 +112,8 @@ def summarise(rows, label):
     print(f"  floor colour right:            {sum(r['floor_right'] for r in rows) / n:.2f}")
     print(f"  frames showing one object:     {np.mean([r['frames_with_object'] for r in rows]):.2f}")
     print(f"  frames with the right colour:  {np.mean([r['frames_right_colour'] for r in rows]):.2f}")
+    print(f"  object travel (median, px):    {np.median([r['travel'] for r in rows]):.1f}")
+    print(f"  frame-to-frame change (of 255): {np.mean([r['change'] for r in rows]):.1f}")
 
 
 def main():
@@ -118,6 +128,7 @@ def main():
     ap.add_argument("--infer-args", default="", help="more duet-infer options, e.g. '--audio-lag 0.3'")
     ap.add_argument("--clips", help="also measure this clip file's first --count clips")
     ap.add_argument("--count", type=int, default=32)
+    ap.add_argument("--reuse", action="store_true", help="measure the samples already in --out")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
 
@@ -142,11 +153,12 @@ def main():
             for seed in range(a.seeds):
                 name = f"{floor}-{colour}-{seed}"
                 prompt = f"a {a.size} {colour} rubber ball bounces twice on a {floor} floor and comes to rest"
-                subprocess.run([f"{a.bin}/duet-infer", "--ckpt", a.ckpt, "--prompt", prompt,
-                                "--out", f"{a.out}/{name}.mp4", "--frames-dir", f"{a.out}/{name}",
-                                "--seed", str(seed), "--cfg-video", a.cfg, "--cfg-audio", a.cfg,
-                                "--force"] + a.infer_args.split(), check=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                if not a.reuse:
+                    subprocess.run([f"{a.bin}/duet-infer", "--ckpt", a.ckpt, "--prompt", prompt,
+                                    "--out", f"{a.out}/{name}.mp4", "--frames-dir", f"{a.out}/{name}",
+                                    "--seed", str(seed), "--cfg-video", a.cfg, "--cfg-audio", a.cfg,
+                                    "--force"] + a.infer_args.split(), check=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 r = measure(read_frames(f"{a.out}/{name}"), floor, colour)
                 r["name"] = name
                 rows.append(r)
@@ -165,7 +177,8 @@ def main():
           f"median confidence {np.median([c for _, c in offs]):.1f}")
     for r, (o, c) in zip(rows, offs):
         print(f"    {r['name']:<20} floor {r['floor']:<6} object frames {r['frames_with_object']:.2f} "
-              f"right colour {r['frames_right_colour']:.2f}  offset {o:+7.1f} ms (conf {c:.1f})")
+              f"right colour {r['frames_right_colour']:.2f}  travel {r['travel']:4.1f} px  "
+              f"offset {o:+7.1f} ms (conf {c:.1f})")
 
 
 if __name__ == "__main__":
