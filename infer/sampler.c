@@ -82,8 +82,8 @@ typedef struct sample_state {
 
 enum { MAX_ROWS = 4 };
 
-/* g (v_c - v_x) added to a conditional velocity, with the guidance form v_x + s (v_c - v_x) in
- * mind: s = 1 adds nothing. */
+/* What guidance of scale s adds to a conditional velocity v_c: v_x + s (v_c - v_x) is
+ * v_c + (s - 1)(v_c - v_x), so s = 1 adds nothing. */
 static double guide(double vc, double vx, double s) { return (s - 1.0) * (vc - vx); }
 
 /* Velocity at (x_v, x_a, t_v, t_a) with guidance applied: the conditional velocity v_c plus
@@ -217,13 +217,13 @@ int duet_sample(duet_mmdit *m, const duet_sample_params *p, const duet_sample_co
     int no_v = r == s.row_no_video, no_a = r == s.row_no_audio;
     for (int64_t i = 0; i < s.vpix; i++) {
       int keep = vkeep[i] > 0 && !no_v;
-      s.vmask[r * s.vpix + i] = keep ? 0.0f : 1.0f;
+      s.vmask[r * s.vpix + i] = no_v ? 1.0f : 1.0f - vkeep[i];
       for (int ch = 0; ch < C; ch++)
         s.vcond[r * s.vn + i * C + ch] = keep && cond->video ? cond->video[i * C + ch] : 0.0f;
     }
     for (int f = 0; f < c->audio_frames; f++) {
       int keep = akeep[f] > 0 && !no_a;
-      s.amask[r * c->audio_frames + f] = keep ? 0.0f : 1.0f;
+      s.amask[r * c->audio_frames + f] = no_a ? 1.0f : 1.0f - akeep[f];
       for (int ch = 0; ch < M; ch++)
         s.acond[r * s.an + (int64_t)f * M + ch] = keep && cond->audio ? cond->audio[(int64_t)f * M + ch] : 0.0f;
     }
