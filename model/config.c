@@ -12,6 +12,7 @@ void duet_model_config_defaults(duet_model_config *c) {
       .depth = 4, .single_depth = 0, .mlp_ratio = 4.0, .fusion = DUET_FUSION_CROSS,
       .text_source = DUET_TEXT_BYTES, .text_len = 64, .text_vocab = 4096, .text_layers = 2, .text_emb_dim = 0,
       .rope_time_pairs = 8, .rope_theta = 10000.0, .rope_time_scale = 16.0, .aligned_width = 0,
+      .video_prediction = DUET_PREDICT_VELOCITY, .audio_prediction = DUET_PREDICT_VELOCITY,
       .ref_video_frames = 0, .ref_audio_frames = 0,
   };
 }

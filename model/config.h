@@ -15,6 +15,20 @@ typedef enum duet_text_source {
   DUET_TEXT_WORDS = 2,       /* built-in transformer on hashed words, trained with the model */
 } duet_text_source;
 
+/* What a branch's output layer predicts. The model's output is always a velocity: with clean,
+ * the network predicts x_0 and the forward turns it into the velocity it implies,
+ * v = (x_t - x_0_hat) / max(t, DUET_CLEAN_MIN_TIME), so the loss and the samplers are the same
+ * for both. In pixel space the clean image is the easier target: a velocity carries the noise,
+ * which the network must pass through its width, while a clean frame lies near the data. */
+typedef enum duet_prediction {
+  DUET_PREDICT_VELOCITY = 0,
+  DUET_PREDICT_CLEAN = 1,
+} duet_prediction;
+/* The floor of t in that division: below it the implied velocity would amplify the network's
+ * error without bound (1/t); 0.05 is the floor of Li & He, "Back to Basics: Let Denoising
+ * Generative Models Denoise" (2025). */
+#define DUET_CLEAN_MIN_TIME 0.05
+
 /* True when the text encoder reads token ids (bytes or words) rather than precomputed embeddings. */
 int duet_text_reads_ids(duet_text_source source);
 
@@ -54,6 +68,8 @@ typedef struct duet_model_config {
    * aligned_width features), and every video token a projection of the audio tokens of its
    * instant. Needs fusion = cross and a whole number of audio tokens per video token time. */
   int aligned_width;
+
+  duet_prediction video_prediction, audio_prediction;
 
   int ref_video_frames; /* reference frames prepended at negative times (0 = none) */
   int ref_audio_frames; /* reference audio latent frames (0 = none) */

@@ -6,6 +6,7 @@
 
 static const char *const fusion_names[] = {"cross", "joint", NULL};
 static const char *const text_source_names[] = {"bytes", "precomputed", "words", NULL};
+static const char *const prediction_names[] = {"velocity", "clean", NULL};
 static const char *const time_sampling_names[] = {"uniform", "logit_normal", NULL};
 
 #define M(name, type, lo, hi, help) {"model", #name, type, offsetof(duet_model_config, name), lo, hi, NULL, help}
@@ -44,6 +45,10 @@ const duet_cfg_key duet_model_keys[] = {
     M(rope_time_scale, DUET_CFG_DOUBLE, 0, 1e9, "rotary time positions per second"),
     M(aligned_width, DUET_CFG_INT, 0, 65536,
       "time-aligned exchange after each block's cross-attention: features per video token (0: off)"),
+    {"model", "video_prediction", DUET_CFG_ENUM, offsetof(duet_model_config, video_prediction), NO_RANGE,
+     prediction_names, "what the video branch predicts: velocity (eps - x_0), or clean (x_0, turned into its velocity)"},
+    {"model", "audio_prediction", DUET_CFG_ENUM, offsetof(duet_model_config, audio_prediction), NO_RANGE,
+     prediction_names, "what the audio branch predicts: velocity or clean (as video_prediction)"},
     M(ref_video_frames, DUET_CFG_INT, 0, 4096, "reference video frames at negative times (0: none)"),
     M(ref_audio_frames, DUET_CFG_INT, 0, 1 << 20, "reference audio latent frames (0: none)"),
 };

@@ -380,6 +380,39 @@ static int check_input(duet_graph *g, const char *name, const duet_tensor *t, in
   return ok;
 }
 
+static double host_value(const duet_tensor *t, int64_t i) {
+  return t->dtype == DUET_F64 ? ((const double *)t->data)[i] : (double)((const float *)t->data)[i];
+}
+
+/* The velocity a clean prediction x0 [B, ..., C] implies at x_t (host) and times t (host, [B]):
+ * v = s x_t - s x0 with s = 1 / max(t, DUET_CLEAN_MIN_TIME) per sample, as one gated residual
+ * whose constant part s x_t is formed on the host. */
+static duet_tensor *velocity_from_clean(duet_graph *g, const duet_mmdit *m, duet_tensor *x0, const duet_tensor *xt,
+                                        const duet_tensor *t, int channels) {
+  if (g->failed) return NULL;
+  if (xt->device != DUET_CPU || t->device != DUET_CPU)
+    return duet_graph_fail(g, DUET_EINVAL, "model: a clean prediction needs x_t and t on the host");
+  int64_t B = x0->shape[0], rows = x0->numel / (B * channels);
+  int64_t tok[3] = {B, rows, channels}, gs[2] = {B, channels};
+  duet_tensor *sxt = duet_graph_new(g, x0->dtype, DUET_CPU, 3, tok), *gate = duet_graph_new(g, x0->dtype, DUET_CPU, 2, gs);
+  if (!sxt || !gate) return NULL;
+  int64_t per = rows * channels;
+  for (int64_t b = 0; b < B; b++) {
+    double tb = host_value(t, b), s = 1.0 / (tb > DUET_CLEAN_MIN_TIME ? tb : DUET_CLEAN_MIN_TIME);
+    for (int64_t i = b * per; i < (b + 1) * per; i++) {
+      if (x0->dtype == DUET_F64) ((double *)sxt->data)[i] = s * host_value(xt, i);
+      else ((float *)sxt->data)[i] = (float)(s * host_value(xt, i));
+    }
+    for (int64_t c = 0; c < channels; c++) {
+      if (x0->dtype == DUET_F64) ((double *)gate->data)[b * channels + c] = -s;
+      else ((float *)gate->data)[b * channels + c] = (float)-s;
+    }
+  }
+  duet_tensor *v = duet_gated_residual(g, on_model_device(g, m, sxt), on_model_device(g, m, gate),
+                                       duet_reshape(g, x0, 3, tok));
+  return duet_reshape(g, v, x0->ndim, x0->shape);
+}
+
 int duet_mmdit_forward(duet_mmdit *m, duet_graph *g, const duet_mmdit_inputs *in, duet_mmdit_outputs *out,
                        duet_err *err) {
   const duet_model_config *c = &m->cfg;
@@ -497,5 +530,9 @@ int duet_mmdit_forward(duet_mmdit *m, duet_graph *g, const duet_mmdit_inputs *in
   out->video_v = duet_cast(g, duet_unpatchify3d(g, ov, c->video_frames, c->video_height, c->video_width,
                                                 c->video_channels, c->patch_t, c->patch_h, c->patch_w), out_dt);
   out->audio_v = duet_cast(g, duet_unpatchify1d(g, oa, c->audio_frames, c->audio_channels, c->patch_a), out_dt);
+  if (c->video_prediction == DUET_PREDICT_CLEAN)
+    out->video_v = velocity_from_clean(g, m, out->video_v, host_in.video_xt, host_in.t_video, c->video_channels);
+  if (c->audio_prediction == DUET_PREDICT_CLEAN)
+    out->audio_v = velocity_from_clean(g, m, out->audio_v, host_in.audio_xt, host_in.t_audio, c->audio_channels);
   return duet_graph_status(g, err);
 }

@@ -101,7 +101,7 @@ typedef struct duet_mmdit_inputs {
 } duet_mmdit_inputs;
 
 typedef struct duet_mmdit_outputs {
-  duet_tensor *video_v; /* predicted velocity [B,T,H,W,C] */
+  duet_tensor *video_v; /* predicted velocity [B,T,H,W,C] (with a clean prediction: the velocity it implies) */
   duet_tensor *audio_v; /* [B,F,M] */
 } duet_mmdit_outputs;
 

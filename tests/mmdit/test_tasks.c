@@ -200,6 +200,9 @@ int main(void) {
   duet_model_config aligned = tiny_model_config();
   aligned.aligned_width = 3;
   run_config("aligned", aligned);
+  duet_model_config clean = tiny_model_config();
+  clean.video_prediction = clean.audio_prediction = DUET_PREDICT_CLEAN;
+  run_config("clean", clean);
 
   /* A config error names the key. */
   duet_model_config bad = tiny_model_config();
