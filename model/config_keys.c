@@ -80,6 +80,8 @@ const duet_cfg_key duet_flow_keys[] = {
       "probability that a t2av or i2av sample draws its audio time behind its video time (0 = always shared)"),
     F(audio_lag_max, DUET_CFG_DOUBLE, -1, 1,
       "largest such lag: t_a = min(1, t_v + u audio_lag_max), u ~ U(0, 1); negative: the video behind the audio"),
+    F(clean_loss_floor, DUET_CFG_DOUBLE, 0.05, 1,
+      "clean-predicting branches: loss = x_0 error / max(t, floor)^2 (0.05: the velocity loss; 1: the x_0 loss)"),
 };
 #undef F
 #undef TASK

@@ -24,6 +24,7 @@ void duet_flow_config_defaults(duet_flow_config *c) {
   c->weight_audio = 1.0;
   c->text_dropout = 0.1;
   c->task_prob[DUET_TASK_T2AV] = 1.0;
+  c->clean_loss_floor = DUET_CLEAN_MIN_TIME;
 }
 
 int duet_flow_config_validate(const duet_flow_config *c, duet_err *err) {
@@ -39,7 +40,16 @@ int duet_flow_config_validate(const duet_flow_config *c, duet_err *err) {
   if (c->logit_std <= 0) return duet_err_set(err, DUET_EINVAL, "flow: logit_std must be positive");
   if (!(c->audio_lag_prob >= 0 && c->audio_lag_prob <= 1) || !(c->audio_lag_max >= -1 && c->audio_lag_max <= 1))
     return duet_err_set(err, DUET_EINVAL, "flow: audio_lag_prob must lie in [0, 1] and audio_lag_max in [-1, 1]");
+  if (!(c->clean_loss_floor >= DUET_CLEAN_MIN_TIME && c->clean_loss_floor <= 1))
+    return duet_err_set(err, DUET_EINVAL, "flow: clean_loss_floor must lie in [%g, 1]", DUET_CLEAN_MIN_TIME);
   return DUET_OK;
+}
+
+/* The weight of a sample's velocity loss at time t for a branch that predicts `pred`. */
+static double loss_weight(const duet_flow_config *c, duet_prediction pred, double t) {
+  if (pred != DUET_PREDICT_CLEAN) return 1.0;
+  double r = fmax(t, DUET_CLEAN_MIN_TIME) / fmax(t, c->clean_loss_floor);
+  return r * r;
 }
 
 double duet_flow_shift(double t, double shift) { return shift * t / (1.0 + (shift - 1.0) * t); }
@@ -169,6 +179,10 @@ int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *f
   }
   if (!duet_graph_ok(g)) return duet_graph_status(g, err);
 
+  /* With loss weights below 1 (clean_loss_floor) the masks carry them; the MSE divides by the
+   * mask's sum, so its weight puts back the count of generated values: the loss stays a mean
+   * over what is generated. */
+  double vsum[2] = {0, 0}, asum[2] = {0, 0}; /* weighted, unweighted mask sums */
   for (int i = 0; i < B; i++) {
     uint64_t id = (uint64_t)(sample_base + i);
     duet_rng r = duet_rng_make(seed, duet_rng_stream_id(STREAM_TASK, step, id));
@@ -184,6 +198,7 @@ int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *f
     const float *x0 = b->video + i * vsz;
     duet_rng_fill_normal_f32(seed, duet_rng_stream_id(STREAM_NOISE_V, step, id), 0, tgt, vsz, 0, 1);
     float t = (float)p.t_v;
+    const float wv = (float)loss_weight(fc, mc->video_prediction, p.t_v);
     /* Element-wise, so threads give the same bits; a 256x256 clip is millions of values. */
 #pragma omp parallel for schedule(static) if (vsz > 65536)
     for (int64_t j = 0; j < vsz; j++) {
@@ -198,9 +213,13 @@ int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *f
           int64_t pix = ((int64_t)tt * H + y) * W + x;
           int gen = video_generated(&p, tt, y, x);
           mask[pix] = (float)gen;
-          lmask[pix] = (float)(gen && p.video_on);
+          lmask[pix] = (float)(gen && p.video_on) * wv;
           for (int ch = 0; ch < C; ch++) cond[pix * C + ch] = gen ? 0.0f : x0[pix * C + ch];
         }
+    for (int64_t pix = 0; pix < vpix; pix++) {
+      vsum[0] += lmask[pix];
+      vsum[1] += mask[pix] != 0 && p.video_on;
+    }
     /* Audio. */
     xt = (float *)axt->data + i * asz;
     cond = (float *)acond->data + i * asz;
@@ -215,10 +234,13 @@ int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *f
       xt[j] = (1 - t) * x0[j] + t * eps;
       tgt[j] = eps - x0[j];
     }
+    const float wa = (float)loss_weight(fc, mc->audio_prediction, p.t_a);
     for (int f = 0; f < F; f++) {
       int gen = audio_generated(&p, f);
       mask[f] = (float)gen;
-      lmask[f] = (float)(gen && p.audio_on);
+      lmask[f] = (float)(gen && p.audio_on) * wa;
+      asum[0] += lmask[f];
+      asum[1] += gen && p.audio_on;
       for (int ch = 0; ch < M; ch++) cond[(int64_t)f * M + ch] = gen ? 0.0f : x0[(int64_t)f * M + ch];
     }
     /* Text, dropped to the empty caption with probability text_dropout. */
@@ -253,8 +275,8 @@ int duet_flow_loss_build(duet_graph *g, duet_mmdit *m, const duet_flow_config *f
   duet_mmdit_outputs o;
   int rc = duet_mmdit_forward(m, g, &in, &o, err);
   if (rc) return rc;
-  out->mse_video = duet_mse(g, o.video_v, vtarget, vloss_mask, 1.0);
-  out->mse_audio = duet_mse(g, o.audio_v, atarget, aloss_mask, 1.0);
+  out->mse_video = duet_mse(g, o.video_v, vtarget, vloss_mask, vsum[1] > 0 ? vsum[0] / vsum[1] : 1.0);
+  out->mse_audio = duet_mse(g, o.audio_v, atarget, aloss_mask, asum[1] > 0 ? asum[0] / asum[1] : 1.0);
   out->loss = duet_add(g, duet_scale(g, out->mse_video, fc->weight_video), duet_scale(g, out->mse_audio, fc->weight_audio));
   if (!duet_graph_ok(g)) return duet_graph_status(g, err);
   out->loss_video = out->loss_audio = NAN;

@@ -38,6 +38,12 @@ typedef struct duet_flow_config {
    * network learns to make sound for a partly resolved video (the sampler's --audio-lag). A
    * negative audio_lag_max puts the video behind instead: t_v = min(1, t_a + u |max|). */
   double audio_lag_prob, audio_lag_max;
+  /* For a branch with model.*_prediction = clean: the loss of a sample is its x_0 error over
+   * max(t, clean_loss_floor)^2 instead of max(t, DUET_CLEAN_MIN_TIME)^2, i.e. the velocity
+   * error scaled by (max(t, 0.05) / max(t, floor))^2. The default, 0.05, keeps the plain
+   * velocity loss; 1 is the plain x_0 loss. A floor above 0.05 takes weight off the nearly
+   * clean times, whose x_0 errors a velocity loss multiplies by up to 400. */
+  double clean_loss_floor;
 } duet_flow_config;
 
 void duet_flow_config_defaults(duet_flow_config *c);

@@ -188,7 +188,59 @@ static void check_gradient(void) {
   duet_params_free(&ps);
 }
 
+/* flow.clean_loss_floor scales a clean branch's loss by (max(t, 0.05) / max(t, floor))^2 and
+ * leaves a velocity branch's alone. One clip per batch, so the scale is one number. */
+static void check_loss_floor(void) {
+  duet_model_config c = tiny_model_config();
+  c.video_prediction = DUET_PREDICT_CLEAN;
+  duet_param_set ps;
+  duet_params_init(&ps);
+  duet_mmdit *m = NULL;
+  duet_err err;
+  CHECK_MSG(duet_mmdit_create(&m, &c, &ps, 9, &err) == DUET_OK, "create: %s", err.msg);
+  if (!m) return;
+  fill_random(m->video.final_out.weight, 3, 0.3f);
+  fill_random(m->audio.final_out.weight, 4, 0.3f);
+  batch_fixture bf;
+  batch_fixture_make(&bf, &c, 1, 5);
+  double smallest = 1; /* the smallest scale met: the check must see one well below 1 */
+  for (uint64_t step = 0; step < 8; step++) {
+    double lv[2], la[2], t = 0;
+    for (int k = 0; k < 2; k++) {
+      duet_flow_config fc;
+      duet_flow_config_defaults(&fc);
+      fc.clean_loss_floor = k ? 0.6 : DUET_CLEAN_MIN_TIME;
+      CHECK(duet_flow_config_validate(&fc, &err) == DUET_OK);
+      duet_graph g;
+      duet_graph_init(&g, 1 << 20);
+      duet_flow_loss fl;
+      int rc = duet_flow_loss_build(&g, m, &fc, &bf.batch, 2, step, 0, DUET_TASK_T2AV, &fl, &err);
+      CHECK_MSG(rc == DUET_OK, "loss: %s", err.msg);
+      if (rc == DUET_OK) {
+        duet_flow_loss_read(&fl);
+        lv[k] = fl.loss_video;
+        la[k] = fl.loss_audio;
+        t = ((const float *)fl.t_video->data)[0];
+      }
+      duet_graph_free(&g);
+    }
+    double r = fmax(t, DUET_CLEAN_MIN_TIME) / fmax(t, 0.6), want = lv[0] * r * r;
+    smallest = fmin(smallest, r * r);
+    CHECK_MSG(fabs(lv[1] - want) <= 1e-5 * want, "t = %.3f: video loss %g with the floor, want %g", t, lv[1], want);
+    CHECK_MSG(la[1] == la[0], "the velocity-predicting audio's loss moved with the floor (%g -> %g)", la[0], la[1]);
+  }
+  CHECK_MSG(smallest < 0.5, "no flow time below the floor was drawn (smallest scale %g)", smallest);
+  duet_flow_config bad;
+  duet_flow_config_defaults(&bad);
+  bad.clean_loss_floor = 0.01;
+  CHECK(duet_flow_config_validate(&bad, &err) == DUET_EINVAL && strstr(err.msg, "clean_loss_floor"));
+  batch_fixture_free(&bf);
+  duet_mmdit_free(m);
+  duet_params_free(&ps);
+}
+
 int main(void) {
+  check_loss_floor();
   check_formula();
   check_gradient();
   return test_finish("mmdit_prediction");
