@@ -392,6 +392,12 @@ static duet_tensor *velocity_from_clean(duet_graph *g, const duet_mmdit *m, duet
   if (g->failed) return NULL;
   if (xt->device != DUET_CPU || t->device != DUET_CPU)
     return duet_graph_fail(g, DUET_EINVAL, "model: a clean prediction needs x_t and t on the host");
+  for (int k = 0; k < 2; k++) {
+    const duet_tensor *h = k ? t : xt;
+    if (h->dtype != DUET_F32 && h->dtype != DUET_F64)
+      return duet_graph_fail(g, DUET_EINVAL, "model: a clean prediction reads %s as f32 or f64, not %s",
+                             k ? "t" : "x_t", duet_dtype_name(h->dtype));
+  }
   int64_t B = x0->shape[0], rows = x0->numel / (B * channels);
   int64_t tok[3] = {B, rows, channels}, gs[2] = {B, channels};
   duet_tensor *sxt = duet_graph_new(g, x0->dtype, DUET_CPU, 3, tok), *gate = duet_graph_new(g, x0->dtype, DUET_CPU, 2, gs);
