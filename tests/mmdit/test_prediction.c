@@ -24,6 +24,21 @@ static void fill_random(duet_tensor *t, uint64_t seed, float scale) {
   for (int64_t i = 0; i < t->numel; i++) p[i] = scale * (float)duet_rng_normal_f64(&r);
 }
 
+/* A model whose output layers are random (at initialisation they are zero, and every raw
+ * output would be 0). NULL after a failed check. */
+static duet_mmdit *model_with_outputs(const duet_model_config *c, duet_param_set *ps, uint64_t seed) {
+  duet_params_init(ps);
+  duet_mmdit *m = NULL;
+  duet_err err;
+  CHECK_MSG(duet_mmdit_create(&m, c, ps, seed, &err) == DUET_OK, "create: %s", err.msg);
+  if (!m) return NULL;
+  fill_random(m->video.final_out.weight, 3, 0.3f);
+  fill_random(m->video.final_out.bias, 4, 0.3f);
+  fill_random(m->audio.final_out.weight, 5, 0.3f);
+  fill_random(m->audio.final_out.bias, 6, 0.3f);
+  return m;
+}
+
 typedef struct prediction_run {
   float *video, *audio; /* the model's outputs */
 } prediction_run;
@@ -85,16 +100,8 @@ static double worst_formula_error(const float *clean, const float *raw, const fl
 static void check_formula(void) {
   duet_model_config c = tiny_model_config();
   duet_param_set ps;
-  duet_params_init(&ps);
-  duet_mmdit *m = NULL;
-  duet_err err;
-  CHECK_MSG(duet_mmdit_create(&m, &c, &ps, 5, &err) == DUET_OK, "create: %s", err.msg);
+  duet_mmdit *m = model_with_outputs(&c, &ps, 5);
   if (!m) return;
-  /* Non-zero output layers: at initialisation they are zero and every raw output would be 0. */
-  fill_random(m->video.final_out.weight, 3, 0.3f);
-  fill_random(m->video.final_out.bias, 4, 0.3f);
-  fill_random(m->audio.final_out.weight, 5, 0.3f);
-  fill_random(m->audio.final_out.bias, 6, 0.3f);
 
   int64_t vn = (int64_t)c.video_frames * c.video_height * c.video_width * c.video_channels;
   int64_t an = (int64_t)c.audio_frames * c.audio_channels;
@@ -150,12 +157,8 @@ static void check_gradient(void) {
   duet_model_config c = tiny_model_config();
   c.video_prediction = DUET_PREDICT_CLEAN;
   duet_param_set ps;
-  duet_params_init(&ps);
-  duet_mmdit *m = NULL;
-  duet_err err;
-  CHECK_MSG(duet_mmdit_create(&m, &c, &ps, 8, &err) == DUET_OK, "create: %s", err.msg);
+  duet_mmdit *m = model_with_outputs(&c, &ps, 8);
   if (!m) return;
-  fill_random(m->video.final_out.weight, 3, 0.3f);
   duet_flow_config fc;
   duet_flow_config_defaults(&fc);
   fc.text_dropout = 0;
@@ -194,13 +197,9 @@ static void check_loss_floor(void) {
   duet_model_config c = tiny_model_config();
   c.video_prediction = DUET_PREDICT_CLEAN;
   duet_param_set ps;
-  duet_params_init(&ps);
-  duet_mmdit *m = NULL;
-  duet_err err;
-  CHECK_MSG(duet_mmdit_create(&m, &c, &ps, 9, &err) == DUET_OK, "create: %s", err.msg);
+  duet_mmdit *m = model_with_outputs(&c, &ps, 9);
   if (!m) return;
-  fill_random(m->video.final_out.weight, 3, 0.3f);
-  fill_random(m->audio.final_out.weight, 4, 0.3f);
+  duet_err err;
   batch_fixture bf;
   batch_fixture_make(&bf, &c, 1, 5);
   double smallest = 1; /* the smallest scale met: the check must see one well below 1 */
